@@ -1,0 +1,323 @@
+//! The claimer: leases due deliveries and routes them to senders.
+//!
+//! It wakes on NOTIFY (a commit enqueued work), on a poll tick (the fallback: a notification
+//! can be lost while the listening connection is down), and whenever a full batch suggests
+//! more is waiting. It holds at most `max_in_flight` leases at once, so a slow receiver or a
+//! slow database turns into back-pressure instead of leases expiring in a queue.
+
+use std::{
+    collections::HashMap,
+    hash::{Hash, Hasher},
+    time::{Duration, Instant},
+};
+
+use actix::prelude::*;
+use backoff::backoff::Backoff;
+use chrono::Utc;
+
+use super::{
+    health::{Health, Heartbeat},
+    recorder::{db_backoff, Record, Recorder},
+    sender::{Dispatch, Sender},
+    StopActor,
+};
+use crate::{
+    delivery::{Disposition, Job, Outcome},
+    store::{Store, WAKE_CHANNEL},
+};
+
+/// Claim now (something may be due).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Wake;
+
+/// These deliveries' outcomes are in the database: their leases are no longer ours.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Settled(pub Vec<i64>);
+
+/// Shutdown: stop claiming for good.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Pause;
+
+/// The sender at this index was replaced.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetSender(pub usize, pub Addr<Sender>);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetRecorder(pub Addr<Recorder>);
+
+#[derive(Clone)]
+pub struct ClaimerConfig {
+    /// This instance's name on the leases it takes.
+    pub owner: String,
+    pub batch: usize,
+    pub max_in_flight: usize,
+    pub lease: Duration,
+    pub poll_interval: Duration,
+    /// How often the due backlog is counted for the health line.
+    pub backlog_interval: Duration,
+}
+
+pub struct Claimer {
+    config: ClaimerConfig,
+    store: Store,
+    senders: Vec<Addr<Sender>>,
+    recorder: Addr<Recorder>,
+    /// Leases held, with when they expire: the back-pressure count.
+    leased: HashMap<i64, Instant>,
+    claim_started: Option<Instant>,
+    /// A wake arrived while a claim was running: claim again when it finishes.
+    wake_again: bool,
+    paused: bool,
+    backlog: Option<i64>,
+    retry: backoff::ExponentialBackoff,
+    health: Health,
+}
+
+impl Claimer {
+    pub fn new(
+        config: ClaimerConfig,
+        store: Store,
+        senders: Vec<Addr<Sender>>,
+        recorder: Addr<Recorder>,
+    ) -> Self {
+        Claimer {
+            config,
+            store,
+            senders,
+            recorder,
+            leased: HashMap::new(),
+            claim_started: None,
+            wake_again: false,
+            paused: false,
+            backlog: None,
+            retry: db_backoff(),
+            health: Health::default(),
+        }
+    }
+
+    fn wake(&mut self, ctx: &mut Context<Self>) {
+        if self.paused {
+            return;
+        }
+        if self.claim_started.is_some() {
+            self.wake_again = true;
+            return;
+        }
+        let now = Instant::now();
+        // A lease whose outcome never came back (its sender died) is the reaper's now.
+        self.leased.retain(|_, expires| *expires > now);
+        let room = self.config.max_in_flight.saturating_sub(self.leased.len());
+        if room == 0 {
+            return; // Settled wakes us when there is room again.
+        }
+        let limit = room.min(self.config.batch);
+        self.claim_started = Some(now);
+        self.wake_again = false;
+        let store = self.store.clone();
+        let (owner, lease) = (self.config.owner.clone(), self.config.lease);
+        let claim = async move { store.claim(&owner, limit, lease).await };
+        ctx.spawn(claim.into_actor(self).map(move |result, act, ctx| {
+            act.claim_started = None;
+            match result {
+                Ok((_token, jobs)) => {
+                    act.retry.reset();
+                    let full = jobs.len() == limit;
+                    act.route(jobs);
+                    if full || act.wake_again {
+                        ctx.notify(Wake);
+                    }
+                }
+                Err(error) => {
+                    act.health.failed += 1;
+                    let delay = act.retry.next_backoff().unwrap_or(Duration::from_secs(5));
+                    tracing::error!(%error, retry_in_ms = delay.as_millis() as u64, "claim failed");
+                    ctx.notify_later(Wake, delay);
+                }
+            }
+        }));
+    }
+
+    /// Every delivery of one endpoint goes to the same sender, which therefore sees all of
+    /// that endpoint's traffic (for its breaker and rate limit) and reuses its connections.
+    fn route(&mut self, jobs: Vec<Job>) {
+        if jobs.is_empty() {
+            return;
+        }
+        self.health.succeeded += jobs.len() as u64;
+        let expires = Instant::now() + self.config.lease;
+        let mut per_sender: Vec<Vec<Job>> = (0..self.senders.len()).map(|_| Vec::new()).collect();
+        for job in jobs {
+            self.leased.insert(job.delivery_id, expires);
+            per_sender[sender_index(&job.endpoint.id, self.senders.len())].push(job);
+        }
+        for (sender, jobs) in self.senders.iter().zip(per_sender) {
+            if jobs.is_empty() {
+                continue;
+            }
+            if let Err(err) = sender.try_send(Dispatch(jobs)) {
+                // A dead or full sender: give its jobs straight back rather than let their
+                // leases run out.
+                let jobs = match err {
+                    SendError::Full(Dispatch(jobs)) | SendError::Closed(Dispatch(jobs)) => jobs,
+                };
+                tracing::warn!(
+                    count = jobs.len(),
+                    "sender unavailable; returning its jobs to the queue"
+                );
+                for job in &jobs {
+                    let back = Disposition::Defer {
+                        at: Utc::now(),
+                        why: "sender unavailable",
+                    };
+                    self.recorder
+                        .do_send(Record(Outcome::without_attempt(job, back)));
+                }
+            }
+        }
+    }
+
+    fn listen(&mut self, ctx: &mut Context<Self>) {
+        let store = self.store.clone();
+        let me = ctx.address();
+        let listener = async move {
+            let mut retry = db_backoff();
+            loop {
+                let mut listener = match sqlx::postgres::PgListener::connect_with(store.pool())
+                    .await
+                {
+                    Ok(l) => l,
+                    Err(error) => {
+                        let delay = retry.next_backoff().unwrap_or(Duration::from_secs(5));
+                        tracing::warn!(%error, "cannot listen for notifications; polling meanwhile");
+                        actix_rt::time::sleep(delay).await;
+                        continue;
+                    }
+                };
+                if let Err(error) = listener.listen(WAKE_CHANNEL).await {
+                    tracing::warn!(%error, "LISTEN failed; polling meanwhile");
+                    actix_rt::time::sleep(retry.next_backoff().unwrap_or(Duration::from_secs(5)))
+                        .await;
+                    continue;
+                }
+                retry.reset();
+                // Work may have been committed while we were not listening.
+                me.do_send(Wake);
+                loop {
+                    match listener.try_recv().await {
+                        Ok(Some(_)) => me.do_send(Wake),
+                        // The connection dropped: notifications may be lost, so claim now.
+                        Ok(None) => me.do_send(Wake),
+                        Err(error) => {
+                            tracing::warn!(%error, "notification connection lost; reconnecting");
+                            break;
+                        }
+                    }
+                }
+                actix_rt::time::sleep(retry.next_backoff().unwrap_or(Duration::from_secs(5))).await;
+            }
+        };
+        ctx.spawn(listener.into_actor(self));
+    }
+
+    fn count_backlog(&mut self, ctx: &mut Context<Self>) {
+        let store = self.store.clone();
+        let count = async move { store.due_backlog(100_000).await };
+        ctx.spawn(count.into_actor(self).map(|result, act, _| {
+            act.backlog = result.ok();
+        }));
+    }
+}
+
+/// Stable within a process, which is all routing needs.
+pub fn sender_index(endpoint_id: &str, senders: usize) -> usize {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    endpoint_id.hash(&mut h);
+    (h.finish() % senders.max(1) as u64) as usize
+}
+
+impl Actor for Claimer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(65536);
+        self.listen(ctx);
+        ctx.run_interval(self.config.poll_interval, |act, ctx| act.wake(ctx));
+        ctx.run_interval(self.config.backlog_interval, |act, ctx| {
+            act.count_backlog(ctx)
+        });
+        self.wake(ctx);
+    }
+}
+
+impl Supervised for Claimer {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        self.claim_started = None;
+        self.health.restarts += 1;
+    }
+}
+
+impl Handler<Wake> for Claimer {
+    type Result = ();
+    fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+        self.wake(ctx);
+    }
+}
+
+impl Handler<Settled> for Claimer {
+    type Result = ();
+    fn handle(&mut self, Settled(ids): Settled, ctx: &mut Context<Self>) {
+        let was_full = self.leased.len() >= self.config.max_in_flight;
+        for id in ids {
+            self.leased.remove(&id);
+        }
+        if was_full {
+            self.wake(ctx);
+        }
+    }
+}
+
+impl Handler<Pause> for Claimer {
+    type Result = ();
+    fn handle(&mut self, _: Pause, _ctx: &mut Context<Self>) {
+        self.paused = true;
+    }
+}
+
+impl Handler<SetSender> for Claimer {
+    type Result = ();
+    fn handle(&mut self, SetSender(index, addr): SetSender, _ctx: &mut Context<Self>) {
+        if let Some(slot) = self.senders.get_mut(index) {
+            *slot = addr;
+        }
+    }
+}
+
+impl Handler<SetRecorder> for Claimer {
+    type Result = ();
+    fn handle(&mut self, SetRecorder(addr): SetRecorder, _ctx: &mut Context<Self>) {
+        self.recorder = addr;
+    }
+}
+
+impl Handler<Heartbeat> for Claimer {
+    type Result = MessageResult<Heartbeat>;
+    fn handle(&mut self, _: Heartbeat, _ctx: &mut Context<Self>) -> Self::Result {
+        let mut health = self.health.clone();
+        health.in_flight = self.leased.len();
+        health.backlog = self.backlog;
+        health.busy_since = self.claim_started;
+        MessageResult(health)
+    }
+}
+
+impl Handler<StopActor> for Claimer {
+    type Result = ();
+    fn handle(&mut self, _: StopActor, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

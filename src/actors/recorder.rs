@@ -1,0 +1,178 @@
+//! The recorder: writes outcomes to the database in batches.
+//!
+//! Senders report every outcome here. Outcomes are buffered until `outcome_batch` of them
+//! are waiting or `outcome_flush_interval` has passed, then written in one round trip; at
+//! most one write is under way, and while it runs the next batch fills. A failed write is
+//! retried with backoff: the outcomes stay buffered (and their leases held) until written.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use backoff::backoff::Backoff;
+
+use super::{
+    claimer::{Claimer, Settled},
+    health::{Health, Heartbeat},
+    StopActor,
+};
+use crate::{delivery::Outcome, store::Store};
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Record(pub Outcome);
+
+/// The claimer was replaced.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetClaimer(pub Addr<Claimer>);
+
+#[derive(Clone)]
+pub struct RecorderConfig {
+    pub batch: usize,
+    pub flush_interval: Duration,
+}
+
+pub struct Recorder {
+    config: RecorderConfig,
+    store: Store,
+    claimer: Option<Addr<Claimer>>,
+    buffer: Vec<Outcome>,
+    /// The batch being written, if any.
+    writing: usize,
+    write_started: Option<Instant>,
+    flush_scheduled: bool,
+    retry: backoff::ExponentialBackoff,
+    health: Health,
+}
+
+impl Recorder {
+    pub fn new(config: RecorderConfig, store: Store, claimer: Option<Addr<Claimer>>) -> Self {
+        Recorder {
+            config,
+            store,
+            claimer,
+            buffer: Vec::new(),
+            writing: 0,
+            write_started: None,
+            flush_scheduled: false,
+            retry: db_backoff(),
+            health: Health::default(),
+        }
+    }
+
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.writing > 0 || self.buffer.is_empty() {
+            return;
+        }
+        let take = self.buffer.len().min(self.config.batch);
+        let batch: Vec<Outcome> = self.buffer.drain(..take).collect();
+        self.writing = batch.len();
+        self.write_started = Some(Instant::now());
+        let store = self.store.clone();
+        let write = async move {
+            let result = store.record_outcomes(&batch).await;
+            (batch, result)
+        };
+        ctx.spawn(write.into_actor(self).map(|(batch, result), act, ctx| {
+            act.writing = 0;
+            act.write_started = None;
+            match result {
+                Ok(recorded) => {
+                    act.retry.reset();
+                    act.health.succeeded += recorded.applied.len() as u64;
+                    if recorded.stale > 0 {
+                        tracing::warn!(stale = recorded.stale,
+                            "outcomes arrived after their lease had expired and were discarded");
+                    }
+                    if let Some(claimer) = &act.claimer {
+                        claimer.do_send(Settled(batch.iter().map(|o| o.delivery_id).collect()));
+                    }
+                    act.flush(ctx);
+                }
+                Err(error) => {
+                    act.health.failed += 1;
+                    let delay = act.retry.next_backoff().unwrap_or(Duration::from_secs(5));
+                    tracing::error!(%error, outcomes = batch.len(), retry_in_ms = delay.as_millis() as u64,
+                        "could not record outcomes; will retry");
+                    // Back to the front, in order, so nothing is lost or reordered.
+                    act.buffer.splice(0..0, batch);
+                    ctx.run_later(delay, |act, ctx| act.flush(ctx));
+                }
+            }
+        }));
+    }
+}
+
+/// Backoff for database retries: quick at first, capped, never giving up.
+pub fn db_backoff() -> backoff::ExponentialBackoff {
+    backoff::ExponentialBackoff {
+        initial_interval: Duration::from_millis(100),
+        max_interval: Duration::from_secs(5),
+        max_elapsed_time: None,
+        ..Default::default()
+    }
+}
+
+impl Actor for Recorder {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(65536);
+    }
+}
+
+impl Supervised for Recorder {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        // A write in progress was cancelled with the old context; if it committed, its rows
+        // no longer carry our lease and writing them again changes nothing.
+        self.writing = 0;
+        self.write_started = None;
+        self.flush_scheduled = false;
+        self.health.restarts += 1;
+    }
+}
+
+impl Handler<Record> for Recorder {
+    type Result = ();
+
+    fn handle(&mut self, Record(outcome): Record, ctx: &mut Context<Self>) {
+        self.buffer.push(outcome);
+        if self.buffer.len() >= self.config.batch {
+            self.flush(ctx);
+        } else if !self.flush_scheduled {
+            self.flush_scheduled = true;
+            ctx.run_later(self.config.flush_interval, |act, ctx| {
+                act.flush_scheduled = false;
+                act.flush(ctx);
+            });
+        }
+    }
+}
+
+impl Handler<SetClaimer> for Recorder {
+    type Result = ();
+
+    fn handle(&mut self, SetClaimer(addr): SetClaimer, _ctx: &mut Context<Self>) {
+        self.claimer = Some(addr);
+    }
+}
+
+impl Handler<Heartbeat> for Recorder {
+    type Result = MessageResult<Heartbeat>;
+
+    fn handle(&mut self, _: Heartbeat, _ctx: &mut Context<Self>) -> Self::Result {
+        let mut health = self.health.clone();
+        health.in_flight = self.writing;
+        health.backlog = Some(self.buffer.len() as i64);
+        health.busy_since = self.write_started;
+        MessageResult(health)
+    }
+}
+
+impl Handler<StopActor> for Recorder {
+    type Result = ();
+
+    fn handle(&mut self, _: StopActor, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

@@ -1,0 +1,111 @@
+//! Delivering one claimed delivery, as a pipeline of small named steps:
+//!
+//! 1. [`prepare`](pipeline::prepare): decide whether it can be sent at all,
+//! 2. [`sign`](pipeline::sign): Standard Webhooks headers for *this* attempt,
+//! 3. [`send`](http::send): one HTTP POST, body read up to a bound,
+//! 4. [`classify`](classify::classify): what the answer means,
+//! 5. [`decide`](pipeline::decide): succeeded, retry when, dead, or endpoint disabled.
+//!
+//! The result is an [`Outcome`] that the store records in a batch. Nothing here knows about
+//! actors: the sender actor only wires these steps together.
+
+pub mod classify;
+pub mod http;
+pub mod pipeline;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::signing::Secret;
+
+/// Everything needed to send one delivery, as read by the claim query.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub delivery_id: i64,
+    pub lease_token: Uuid,
+    /// Attempts already used on the current schedule.
+    pub attempts: i32,
+    pub message_id: String,
+    pub event_type: String,
+    /// `None` once retention expunged it.
+    pub payload: Option<Bytes>,
+    pub endpoint: Arc<Destination>,
+}
+
+/// The endpoint as it was when the delivery was claimed.
+#[derive(Debug)]
+pub struct Destination {
+    pub id: String,
+    pub url: String,
+    pub disabled: bool,
+    /// Messages per second; `None` for the default.
+    pub rate_limit: Option<u32>,
+    pub headers: Vec<(String, String)>,
+    /// Every secret that currently signs, newest first.
+    pub secrets: Vec<Secret>,
+}
+
+/// One HTTP try, as written to the attempt log.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub url: String,
+    pub attempt_no: i32,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i32,
+    pub status_code: Option<u16>,
+    pub succeeded: bool,
+    pub response: Option<String>,
+    pub error: Option<String>,
+}
+
+/// What becomes of a delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Disposition {
+    Succeeded,
+    /// Failed; try again at this time. Uses up the attempt.
+    Retry {
+        at: DateTime<Utc>,
+    },
+    /// No attempts left, or it cannot be sent: kept as a dead letter.
+    Dead {
+        reason: String,
+    },
+    /// The receiver answered 410 Gone: disable its endpoint, and this delivery is dead.
+    DisableEndpoint {
+        reason: String,
+    },
+    /// Not attempted now (circuit open, rate limited, sender shutting down, internal fault):
+    /// back to the queue at this time without using up an attempt.
+    Defer {
+        at: DateTime<Utc>,
+        why: &'static str,
+    },
+}
+
+/// The result of processing one job, reported to the store.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub delivery_id: i64,
+    pub lease_token: Uuid,
+    pub message_id: String,
+    pub endpoint_id: String,
+    pub attempt: Option<AttemptRecord>,
+    pub disposition: Disposition,
+}
+
+impl Outcome {
+    /// An outcome that records no attempt.
+    pub fn without_attempt(job: &Job, disposition: Disposition) -> Outcome {
+        Outcome {
+            delivery_id: job.delivery_id,
+            lease_token: job.lease_token,
+            message_id: job.message_id.clone(),
+            endpoint_id: job.endpoint.id.clone(),
+            attempt: None,
+            disposition,
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! Herald: self-hosted webhook delivery.
+//!
+//! A map of the crate, from the outside in:
+//!
+//! * [`startup`]: builds the process (database, migrations, dispatcher, HTTP API) and runs
+//!   it until SIGTERM, then drains.
+//! * [`config`]: layered settings, validated at start-up with errors that name the setting.
+//! * [`telemetry`]: the tracing subscriber (pretty or JSON).
+//! * [`api`]: the HTTP API.
+//! * [`dispatcher`]: the handle on the delivery engine.
+//! * [`actors`]: the engine's actors: supervisor, claimer, senders, recorder, reaper. Thin
+//!   wiring over the plain modules below.
+//! * [`delivery`]: delivering one job as a pipeline of steps (prepare, sign, send,
+//!   classify, decide).
+//! * [`store`]: every SQL statement the engine runs (claim, record, reap, release).
+//! * [`signing`]: Standard Webhooks signatures and secrets.
+//! * [`retry`]: the retry schedule, jitter and `Retry-After`.
+//!
+//! The database schema and the transactional outbox function `herald.send_message` live in
+//! `migrations/`.
+
+pub mod actors;
+pub mod api;
+pub mod config;
+pub mod delivery;
+pub mod dispatcher;
+pub mod retry;
+pub mod signing;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,147 @@
+//! Wiring the process together: database, migrations, dispatcher, HTTP API, shutdown.
+
+use std::{net::TcpListener, str::FromStr};
+
+use actix_web::{dev::Server, web, App, HttpServer};
+use anyhow::Context as _;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+use tracing_actix_web::TracingLogger;
+
+use crate::{
+    actors::supervisor::DispatcherConfig,
+    config::{ConfigError, Settings},
+    dispatcher::Dispatcher,
+    store::Store,
+};
+
+/// A running Herald. Tests build one with `listen = 127.0.0.1:0` and read the port back.
+pub struct Application {
+    port: Option<u16>,
+    server: Option<Server>,
+    dispatcher: Option<Dispatcher>,
+    pool: PgPool,
+}
+
+impl Application {
+    /// Connects, migrates, starts the dispatcher and binds the API, per `settings.role`.
+    /// Must run inside an actix system.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let db = PgConnectOptions::from_str(&settings.database_url).map_err(|e| ConfigError {
+            setting: "HERALD_DATABASE_URL".into(),
+            problem: format!("not a PostgreSQL URL: {e}"),
+        })?;
+        let db = db.application_name("herald");
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.database_pool_size)
+            .acquire_timeout(settings.database_timeout)
+            .connect_lazy_with(db.clone());
+
+        if settings.run_migrations {
+            Store::from_pool(pool.clone())
+                .migrate()
+                .await
+                .context("running database migrations (HERALD_RUN_MIGRATIONS=false to skip)")?;
+        }
+
+        let dispatcher = settings.role.runs_worker().then(|| {
+            let owner = instance_name();
+            Dispatcher::start(DispatcherConfig::from_settings(&settings, owner, db))
+        });
+
+        let (server, port) = if settings.role.runs_api() {
+            let listener = TcpListener::bind(settings.listen)
+                .with_context(|| format!("binding HERALD_LISTEN={}", settings.listen))?;
+            let port = listener.local_addr()?.port();
+            let data = web::Data::new(pool.clone());
+            let server = HttpServer::new(move || {
+                App::new()
+                    .wrap(TracingLogger::default())
+                    .app_data(data.clone())
+                    .configure(crate::api::routes)
+            })
+            // Signals are ours: shutdown must drain the dispatcher, not only the server.
+            .disable_signals()
+            .listen(listener)?
+            .run();
+            tracing::info!(address = %settings.listen, port, "API listening");
+            (Some(server), Some(port))
+        } else {
+            (None, None)
+        };
+
+        Ok(Application {
+            port,
+            server,
+            dispatcher,
+            pool,
+        })
+    }
+
+    /// The API's port (useful when bound to port 0).
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    pub fn dispatcher(&self) -> Option<&Dispatcher> {
+        self.dispatcher.as_ref()
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Runs until SIGTERM or SIGINT, then shuts down cleanly.
+    pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
+        let server = self.server.take();
+        let handle = server.as_ref().map(|s| s.handle());
+        let serve = async move {
+            match server {
+                Some(s) => s.await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            result = serve => result.context("API server failed")?,
+            signal = shutdown_signal() => tracing::info!(signal, "shutdown requested"),
+        }
+        if let Some(h) = handle {
+            // Stop accepting; finish the requests being served.
+            h.stop(true).await;
+        }
+        self.shutdown().await;
+        Ok(())
+    }
+
+    /// Stops the dispatcher (draining in-flight work) and closes the database pool.
+    pub async fn shutdown(&self) {
+        if let Some(d) = &self.dispatcher {
+            d.shutdown().await;
+        }
+        self.pool.close().await;
+    }
+}
+
+/// The name written on this instance's leases: unique per process.
+fn instance_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "herald".into());
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &tag[..8])
+}
+
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use actix_rt::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = actix_rt::signal::ctrl_c() => "SIGINT",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = actix_rt::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}

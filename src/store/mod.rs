@@ -1,0 +1,52 @@
+//! All SQL the dispatcher runs, one concern per module. Plain async functions over a pool:
+//! testable without actors, and each actor owns its own [`Store`] (its own connections, on
+//! its own thread), so replacing an actor never strands another one's connections.
+
+pub mod claim;
+pub mod lease;
+pub mod outcome;
+
+use std::time::Duration;
+
+use sqlx::{
+    postgres::{PgConnectOptions, PgPoolOptions},
+    PgPool,
+};
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// A pool that connects on first use, so an actor can start while the database is down
+    /// and recover by itself when it comes back.
+    pub fn connect_lazy(
+        options: PgConnectOptions,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> Store {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .min_connections(0)
+            .acquire_timeout(acquire_timeout)
+            .connect_lazy_with(options);
+        Store { pool }
+    }
+
+    pub fn from_pool(pool: PgPool) -> Store {
+        Store { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies the migrations in `migrations/` (embedded at build time).
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        sqlx::migrate!("./migrations").run(&self.pool).await
+    }
+}
+
+/// The NOTIFY channel `herald.send_message` (and every other enqueue) signals on commit.
+pub const WAKE_CHANNEL: &str = "herald_delivery";
