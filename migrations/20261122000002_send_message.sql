@@ -19,6 +19,7 @@ CREATE FUNCTION herald.send_message(
     tags        text[] DEFAULT NULL
 ) RETURNS text
 LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
 DECLARE
     v_app_id  text;
     v_msg_id  text;

@@ -167,10 +167,28 @@ impl Settings {
         Self::load_from(env_source)
     }
 
+    /// Loads the files with `overrides` (`HERALD_*` names) in place of the process
+    /// environment: what tests and tools use to configure an instance.
+    pub fn load_with<K: Into<String>, V: Into<String>>(
+        overrides: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Settings, ConfigError> {
+        let map: std::collections::HashMap<String, String> = overrides
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        let env = config::Environment::with_prefix("HERALD")
+            .prefix_separator("_")
+            .source(Some(map));
+        Self::load_from(env)
+    }
+
     fn load_from(env_source: config::Environment) -> Result<Settings, ConfigError> {
-        let dir = std::env::var("HERALD_CONFIG_DIR").unwrap_or_else(|_| "config".into());
-        let environment =
-            std::env::var("HERALD_ENVIRONMENT").unwrap_or_else(|_| "development".into());
+        // These two pick the files, so they are read before the layers are built. An override
+        // map (tests) names them like the environment would.
+        let lookup =
+            |name: &str| env_source_value(&env_source, name).or_else(|| std::env::var(name).ok());
+        let dir = lookup("HERALD_CONFIG_DIR").unwrap_or_else(|| "config".into());
+        let environment = lookup("HERALD_ENVIRONMENT").unwrap_or_else(|| "development".into());
         let builder = config::Config::builder()
             .add_source(config::File::from(PathBuf::from(&dir).join("default.toml")).required(true))
             .add_source(
@@ -329,6 +347,16 @@ impl Settings {
     }
 }
 
+fn env_source_value(source: &config::Environment, name: &str) -> Option<String> {
+    use config::Source;
+    let key = name.trim_start_matches("HERALD_").to_ascii_lowercase();
+    source
+        .collect()
+        .ok()?
+        .remove(&key)
+        .and_then(|v| v.into_string().ok())
+}
+
 /// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
 fn mask_url(raw: &str) -> String {
     match url::Url::parse(raw) {
@@ -402,18 +430,11 @@ mod tests {
     use super::*;
 
     fn load(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let map = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<std::collections::HashMap<_, _>>();
-        let env = config::Environment::with_prefix("HERALD")
-            .prefix_separator("_")
-            .source(Some(map));
-        std::env::set_var(
+        let dir = (
             "HERALD_CONFIG_DIR",
             concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
         );
-        Settings::load_from(env)
+        Settings::load_with(vars.iter().copied().chain([dir]))
     }
 
     #[test]

@@ -19,7 +19,6 @@ use super::{
     health::{Health, Heartbeat},
     recorder::{db_backoff, Record, Recorder},
     sender::{Dispatch, Sender},
-    StopActor,
 };
 use crate::{
     delivery::{Disposition, Job, Outcome},
@@ -76,6 +75,8 @@ pub struct Claimer {
     backlog: Option<i64>,
     retry: backoff::ExponentialBackoff,
     health: Health,
+    /// Set at shutdown: after its final stop the actor comes back idle.
+    terminated: bool,
 }
 
 impl Claimer {
@@ -97,6 +98,7 @@ impl Claimer {
             backlog: None,
             retry: db_backoff(),
             health: Health::default(),
+            terminated: false,
         }
     }
 
@@ -245,6 +247,9 @@ impl Actor for Claimer {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(65536);
+        if self.terminated {
+            return;
+        }
         self.listen(ctx);
         ctx.run_interval(self.config.poll_interval, |act, ctx| act.wake(ctx));
         ctx.run_interval(self.config.backlog_interval, |act, ctx| {
@@ -257,7 +262,9 @@ impl Actor for Claimer {
 impl Supervised for Claimer {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         self.claim_started = None;
-        self.health.restarts += 1;
+        if !self.terminated {
+            self.health.restarts += 1;
+        }
     }
 }
 
@@ -315,9 +322,4 @@ impl Handler<Heartbeat> for Claimer {
     }
 }
 
-impl Handler<StopActor> for Claimer {
-    type Result = ();
-    fn handle(&mut self, _: StopActor, ctx: &mut Context<Self>) {
-        ctx.stop();
-    }
-}
+super::stop_handlers!(Claimer);

@@ -8,10 +8,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use super::{
-    health::{Health, Heartbeat},
-    StopActor,
-};
+use super::health::{Health, Heartbeat};
 use crate::store::Store;
 
 /// Rows returned per statement; the reaper loops while batches come back full.
@@ -22,6 +19,8 @@ pub struct Reaper {
     interval: Duration,
     running_since: Option<Instant>,
     health: Health,
+    /// Set at shutdown: after its final stop the actor comes back idle.
+    terminated: bool,
 }
 
 impl Reaper {
@@ -31,6 +30,7 @@ impl Reaper {
             interval,
             running_since: None,
             health: Health::default(),
+            terminated: false,
         }
     }
 
@@ -71,6 +71,9 @@ impl Actor for Reaper {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.terminated {
+            return;
+        }
         ctx.run_interval(self.interval, |act, ctx| act.reap(ctx));
     }
 }
@@ -78,7 +81,9 @@ impl Actor for Reaper {
 impl Supervised for Reaper {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         self.running_since = None;
-        self.health.restarts += 1;
+        if !self.terminated {
+            self.health.restarts += 1;
+        }
     }
 }
 
@@ -91,9 +96,4 @@ impl Handler<Heartbeat> for Reaper {
     }
 }
 
-impl Handler<StopActor> for Reaper {
-    type Result = ();
-    fn handle(&mut self, _: StopActor, ctx: &mut Context<Self>) {
-        ctx.stop();
-    }
-}
+super::stop_handlers!(Reaper);

@@ -13,7 +13,6 @@ use backoff::backoff::Backoff;
 use super::{
     claimer::{Claimer, Settled},
     health::{Health, Heartbeat},
-    StopActor,
 };
 use crate::{delivery::Outcome, store::Store};
 
@@ -43,6 +42,8 @@ pub struct Recorder {
     flush_scheduled: bool,
     retry: backoff::ExponentialBackoff,
     health: Health,
+    /// Set at shutdown: after its final stop the actor comes back idle.
+    terminated: bool,
 }
 
 impl Recorder {
@@ -57,6 +58,7 @@ impl Recorder {
             flush_scheduled: false,
             retry: db_backoff(),
             health: Health::default(),
+            terminated: false,
         }
     }
 
@@ -128,7 +130,9 @@ impl Supervised for Recorder {
         self.writing = 0;
         self.write_started = None;
         self.flush_scheduled = false;
-        self.health.restarts += 1;
+        if !self.terminated {
+            self.health.restarts += 1;
+        }
     }
 }
 
@@ -169,10 +173,4 @@ impl Handler<Heartbeat> for Recorder {
     }
 }
 
-impl Handler<StopActor> for Recorder {
-    type Result = ();
-
-    fn handle(&mut self, _: StopActor, ctx: &mut Context<Self>) {
-        ctx.stop();
-    }
-}
+super::stop_handlers!(Recorder);

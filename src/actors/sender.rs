@@ -18,7 +18,6 @@ use futures_util::FutureExt;
 use super::{
     health::{Health, Heartbeat},
     recorder::{Record, Recorder},
-    StopActor,
 };
 use crate::{
     delivery::{
@@ -29,7 +28,7 @@ use crate::{
 };
 
 /// How long a delivery whose processing panicked waits before it is tried again.
-const PANIC_BACKOFF: Duration = Duration::from_secs(5);
+const PANIC_BACKOFF: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct SenderConfig {
@@ -64,6 +63,8 @@ pub struct Sender {
     running: HashMap<i64, Job>,
     draining: bool,
     health: Health,
+    /// Set at shutdown: after its final stop the actor comes back idle.
+    terminated: bool,
 }
 
 impl Sender {
@@ -76,6 +77,7 @@ impl Sender {
             running: HashMap::new(),
             draining: false,
             health: Health::default(),
+            terminated: false,
         }
     }
 
@@ -152,6 +154,9 @@ impl Actor for Sender {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Outcomes and dispatches are small; a large mailbox absorbs bursts from the claimer.
         ctx.set_mailbox_capacity(4096);
+        if self.terminated {
+            return;
+        }
         self.http = Some(Rc::new(HttpSender::new(self.config.http.clone())));
     }
 }
@@ -167,7 +172,9 @@ impl Supervised for Sender {
             .chain(self.queue.drain(..))
             .collect();
         self.give_back(abandoned, "sender restarted");
-        self.health.restarts += 1;
+        if !self.terminated {
+            self.health.restarts += 1;
+        }
         self.http = None;
     }
 }
@@ -214,13 +221,7 @@ impl Handler<Heartbeat> for Sender {
     }
 }
 
-impl Handler<StopActor> for Sender {
-    type Result = ();
-
-    fn handle(&mut self, _: StopActor, ctx: &mut Context<Self>) {
-        ctx.stop();
-    }
-}
+super::stop_handlers!(Sender);
 
 pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {

@@ -21,7 +21,7 @@ use super::{
     reaper::Reaper,
     recorder::{Recorder, RecorderConfig, SetClaimer},
     sender::{self, Drain, Sender, SenderConfig},
-    StopActor,
+    StopActor, Terminate,
 };
 use crate::{config::Settings, delivery::http::HttpSettings, retry::RetryPolicy, store::Store};
 
@@ -113,12 +113,14 @@ trait Probe {
     fn heartbeat(&self, timeout: Duration)
         -> LocalBoxFuture<'static, Result<Health, MailboxError>>;
     fn stop(&self);
+    /// Resolves once the actor has come back idle after its final stop.
+    fn terminate(&self) -> LocalBoxFuture<'static, ()>;
 }
 
 impl<A> Probe for Addr<A>
 where
-    A: Actor + Handler<Heartbeat> + Handler<StopActor>,
-    A::Context: ToEnvelope<A, Heartbeat> + ToEnvelope<A, StopActor>,
+    A: Actor + Handler<Heartbeat> + Handler<StopActor> + Handler<Terminate>,
+    A::Context: ToEnvelope<A, Heartbeat> + ToEnvelope<A, StopActor> + ToEnvelope<A, Terminate>,
 {
     fn heartbeat(
         &self,
@@ -128,6 +130,15 @@ where
     }
     fn stop(&self) {
         self.do_send(StopActor);
+    }
+    fn terminate(&self) -> LocalBoxFuture<'static, ()> {
+        let addr = self.clone();
+        Box::pin(async move {
+            let wait = Duration::from_secs(2);
+            let _ = addr.send(Terminate).timeout(wait).await;
+            // Answered by the restarted, idle actor: the old context is gone.
+            let _ = addr.send(Heartbeat).timeout(wait).await;
+        })
     }
 }
 
@@ -452,7 +463,12 @@ impl Handler<Shutdown> for Supervisor {
             }
             store.pool().close().await;
         };
-        Box::pin(drain.into_actor(self).map(|_, act, _| {
+        let terminations: Vec<_> = self.slots.iter().map(|s| s.probe.terminate()).collect();
+        let stop = async move {
+            drain.await;
+            join_all(terminations).await;
+        };
+        Box::pin(stop.into_actor(self).map(|_, act, _| {
             for slot in &act.slots {
                 slot.arbiter.stop();
             }

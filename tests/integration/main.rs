@@ -1,0 +1,7 @@
+//! Integration tests: a real PostgreSQL (a fresh database per test), a real Herald, and
+//! wiremock receivers.
+
+mod delivery;
+mod outbox;
+mod supervision;
+mod support;

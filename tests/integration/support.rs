@@ -1,0 +1,270 @@
+//! The test harness: a fresh database and a running Herald per test, plus the receiver-side
+//! checks a real subscriber would make.
+
+use std::{
+    future::Future,
+    time::{Duration, Instant},
+};
+
+use herald::{config::Settings, signing::Secret, startup::Application};
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+
+/// Server (without database) the tests create their databases on.
+pub fn server_url() -> String {
+    std::env::var("HERALD_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// Creates an empty database with a unique name and returns its URL.
+pub async fn fresh_database() -> String {
+    let name = format!("herald_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
+        .await
+        .expect("PostgreSQL must be running (see README)");
+    admin
+        .execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
+        .await
+        .expect("create test database");
+    format!("{}/{name}", server_url())
+}
+
+/// Settings for a test instance: fast ticks, a short schedule, an ephemeral port.
+pub fn test_settings(database_url: &str, overrides: &[(&str, &str)]) -> Settings {
+    let mut vars: Vec<(String, String)> = [
+        (
+            "HERALD_CONFIG_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
+        ),
+        ("HERALD_DATABASE_URL", database_url),
+        ("HERALD_LISTEN", "127.0.0.1:0"),
+        ("HERALD_SENDERS", "2"),
+        ("HERALD_POLL_INTERVAL", "200ms"),
+        ("HERALD_REAP_INTERVAL", "200ms"),
+        ("HERALD_RETRY_SCHEDULE", "100ms,100ms"),
+        ("HERALD_RETRY_JITTER", "0"),
+        ("HERALD_REQUEST_TIMEOUT", "5s"),
+        ("HERALD_HEARTBEAT_INTERVAL", "100ms"),
+        ("HERALD_STALL_TIMEOUT", "3s"),
+        ("HERALD_HEALTH_LOG_INTERVAL", "1s"),
+        ("HERALD_SHUTDOWN_GRACE", "5s"),
+        ("HERALD_LOG_LEVEL", "warn,herald=info"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    vars.extend(
+        overrides
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    Settings::load_with(vars).expect("test settings are valid")
+}
+
+pub struct TestApp {
+    pub app: Application,
+    pub pool: PgPool,
+    pub database_url: String,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    let database_url = fresh_database().await;
+    spawn_app_on(&database_url, overrides).await
+}
+
+/// Another instance on an existing database (restarts, several instances).
+pub async fn spawn_app_on(database_url: &str, overrides: &[(&str, &str)]) -> TestApp {
+    let settings = test_settings(database_url, overrides);
+    herald::telemetry::init(&settings);
+    let app = Application::build(settings)
+        .await
+        .expect("application starts");
+    let pool = PgPool::connect(database_url).await.expect("test pool");
+    TestApp {
+        app,
+        pool,
+        database_url: database_url.to_string(),
+    }
+}
+
+impl TestApp {
+    pub async fn create_app(&self, uid: &str) -> String {
+        sqlx::query_scalar(
+            "INSERT INTO herald.application (uid, name) VALUES ($1, $1) RETURNING id",
+        )
+        .bind(uid)
+        .fetch_one(&self.pool)
+        .await
+        .unwrap()
+    }
+
+    /// An endpoint with a fresh secret; `event_types: None` subscribes to everything.
+    pub async fn create_endpoint(
+        &self,
+        app_id: &str,
+        url: &str,
+        event_types: Option<&[&str]>,
+    ) -> (String, Secret) {
+        let types: Option<Vec<String>> =
+            event_types.map(|t| t.iter().map(|s| s.to_string()).collect());
+        let id: String = sqlx::query_scalar(
+            "INSERT INTO herald.endpoint (app_id, url, event_types) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(app_id)
+        .bind(url)
+        .bind(types)
+        .fetch_one(&self.pool)
+        .await
+        .unwrap();
+        let secret = Secret::generate();
+        sqlx::query("INSERT INTO herald.endpoint_secret (endpoint_id, key) VALUES ($1, $2)")
+            .bind(&id)
+            .bind(secret.as_bytes())
+            .execute(&self.pool)
+            .await
+            .unwrap();
+        (id, secret)
+    }
+
+    /// `herald.send_message` in its own committed transaction.
+    pub async fn send(&self, app: &str, event_type: &str, payload: &str) -> String {
+        sqlx::query_scalar("SELECT herald.send_message($1, $2, $3)")
+            .bind(app)
+            .bind(event_type)
+            .bind(payload)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    pub async fn delivery_status(&self, message_id: &str, endpoint_id: &str) -> String {
+        sqlx::query_scalar(
+            "SELECT status::text FROM herald.delivery WHERE message_id = $1 AND endpoint_id = $2",
+        )
+        .bind(message_id)
+        .bind(endpoint_id)
+        .fetch_one(&self.pool)
+        .await
+        .unwrap()
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(&self.pool).await.unwrap()
+    }
+
+    /// Waits until `sql` (a count) returns `want`.
+    pub async fn wait_for_count(&self, sql: &str, want: i64, timeout: Duration) {
+        let pool = self.pool.clone();
+        let sql = sql.to_string();
+        let mut last = -1;
+        let reached = wait_until(
+            timeout,
+            || {
+                let (pool, sql) = (pool.clone(), sql.clone());
+                async move {
+                    sqlx::query_scalar::<_, i64>(&sql)
+                        .fetch_one(&pool)
+                        .await
+                        .unwrap()
+                }
+            },
+            |n| {
+                last = *n;
+                *n == want
+            },
+        )
+        .await;
+        assert!(
+            reached,
+            "waited {timeout:?} for `{sql}` to be {want}; last value {last}"
+        );
+    }
+}
+
+/// Polls `probe` until `done` accepts its value or `timeout` passes.
+pub async fn wait_until<T, F, Fut>(
+    timeout: Duration,
+    mut probe: F,
+    mut done: impl FnMut(&T) -> bool,
+) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = T>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done(&probe().await) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Waits until the mock server has received `n` requests; returns them.
+pub async fn wait_for_requests(
+    server: &wiremock::MockServer,
+    n: usize,
+    timeout: Duration,
+) -> Vec<wiremock::Request> {
+    let mut seen = 0;
+    let reached = wait_until(
+        timeout,
+        || async { server.received_requests().await.unwrap_or_default() },
+        |r| {
+            seen = r.len();
+            r.len() >= n
+        },
+    )
+    .await;
+    assert!(reached, "waited {timeout:?} for {n} requests, got {seen}");
+    server.received_requests().await.unwrap()
+}
+
+/// Standard Webhooks verification written independently of Herald's signing module: OpenSSL's
+/// HMAC and base64, as a receiver in another stack would do it.
+pub fn verify(secret_whsec: &str, request: &wiremock::Request) -> Result<(), String> {
+    use openssl::{base64, hash::MessageDigest, pkey::PKey, sign::Signer};
+    let header = |name: &str| {
+        request
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .ok_or(format!("missing {name}"))
+    };
+    let (id, ts, sigs) = (
+        header("webhook-id")?,
+        header("webhook-timestamp")?,
+        header("webhook-signature")?,
+    );
+    let key = base64::decode_block(secret_whsec.trim_start_matches("whsec_"))
+        .map_err(|e| e.to_string())?;
+    let pkey = PKey::hmac(&key).unwrap();
+    let mut signer = Signer::new(MessageDigest::sha256(), &pkey).unwrap();
+    signer.update(format!("{id}.{ts}.").as_bytes()).unwrap();
+    signer.update(&request.body).unwrap();
+    let expected = format!(
+        "v1,{}",
+        base64::encode_block(&signer.sign_to_vec().unwrap())
+    );
+    if sigs.split(' ').any(|s| s == expected) {
+        Ok(())
+    } else {
+        Err(format!("no signature in `{sigs}` matches {expected}"))
+    }
+}
+
+pub fn header(request: &wiremock::Request, name: &str) -> String {
+    request
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
