@@ -38,6 +38,7 @@ impl Application {
             .connect_lazy_with(db.clone());
 
         if settings.run_migrations {
+            create_database_if_missing(&settings.database_url).await?;
             Store::from_pool(pool.clone())
                 .migrate()
                 .await
@@ -120,6 +121,22 @@ impl Application {
         }
         self.pool.close().await;
     }
+}
+
+/// A first run against a fresh PostgreSQL should just work: create the database when it
+/// does not exist yet (only when Herald also manages the schema, i.e. runs migrations).
+async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
+    use sqlx::migrate::MigrateDatabase;
+    if !sqlx::Postgres::database_exists(url)
+        .await
+        .context("connecting to PostgreSQL (HERALD_DATABASE_URL)")?
+    {
+        tracing::info!("database does not exist; creating it");
+        sqlx::Postgres::create_database(url)
+            .await
+            .context("creating the database named in HERALD_DATABASE_URL")?;
+    }
+    Ok(())
 }
 
 /// The name written on this instance's leases: unique per process.

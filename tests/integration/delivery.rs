@@ -99,7 +99,7 @@ async fn fail_fail_succeed_records_three_attempts_with_same_body_and_new_signatu
         gap.num_milliseconds() >= 1000,
         "retried after the schedule's delay, not before: {gap}"
     );
-    t.app.shutdown().await;
+    t.finish().await;
 }
 
 #[actix_rt::test]
@@ -135,7 +135,7 @@ async fn receiver_that_always_fails_ends_dead_after_the_schedule() {
         3,
         "nothing after death"
     );
-    t.app.shutdown().await;
+    t.finish().await;
 }
 
 #[actix_rt::test]
@@ -193,7 +193,7 @@ async fn gone_disables_the_endpoint_and_stops_its_deliveries() {
     t.send(&app, "a", "{}").await;
     assert_eq!(t.count("SELECT count(*) FROM herald.delivery").await, 2);
     assert_eq!(receiver.received_requests().await.unwrap().len(), 1);
-    t.app.shutdown().await;
+    t.finish().await;
 }
 
 #[actix_rt::test]
@@ -227,7 +227,7 @@ async fn throttled_receiver_is_retried_after_its_retry_after() {
         gap.num_milliseconds() >= 1900,
         "Retry-After: 2 honoured, not the 100ms schedule: {gap}"
     );
-    t.app.shutdown().await;
+    t.finish().await;
 }
 
 #[actix_rt::test]
@@ -313,7 +313,7 @@ async fn timeouts_redirects_and_long_bodies_are_recorded_as_failures() {
         3,
         "all retried later"
     );
-    t.app.shutdown().await;
+    t.finish().await;
 }
 
 #[actix_rt::test]
@@ -350,7 +350,7 @@ async fn abandoned_lease_is_delivered_again_after_it_expires() {
         "not taken while the lease was still valid"
     );
     worker.app.shutdown().await;
-    t.app.shutdown().await;
+    t.finish().await;
 }
 
 #[actix_rt::test]
@@ -395,5 +395,5 @@ async fn outcome_with_a_stale_lease_token_changes_nothing() {
     let recorded = store.record_outcomes(&[current]).await.unwrap();
     assert_eq!(recorded.applied, vec![second[0].delivery_id]);
     assert_eq!(t.count("SELECT count(*) FROM herald.delivery WHERE status = 'succeeded' AND lease_token IS NULL").await, 1);
-    t.app.shutdown().await;
+    t.finish().await;
 }

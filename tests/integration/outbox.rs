@@ -71,7 +71,7 @@ async fn committed_message_is_delivered_once_and_rolled_back_one_never() {
     let ts: i64 = header(r, "webhook-timestamp").parse().unwrap();
     assert!((chrono::Utc::now().timestamp() - ts).abs() < 60);
     assert_eq!(t.delivery_status(&msg_id, &endpoint).await, "succeeded");
-    t.app.shutdown().await;
+    t.finish().await;
 }
 
 #[actix_rt::test]
@@ -139,7 +139,7 @@ async fn fan_out_follows_event_type_filters() {
     let mut paths: Vec<String> = requests.iter().map(|r| r.url.path().to_string()).collect();
     paths.sort();
     assert_eq!(paths, vec!["/all", "/all", "/all", "/orders", "/payments"]);
-    t.app.shutdown().await;
+    t.finish().await;
 }
 
 #[actix_rt::test]
@@ -171,7 +171,7 @@ async fn duplicate_event_id_returns_the_first_message_and_creates_nothing() {
         .await
         .unwrap();
     assert_eq!(stored, "{\"n\": 1}", "the first message wins");
-    t.app.shutdown().await;
+    t.finish().await;
 }
 
 #[actix_rt::test]
@@ -195,5 +195,5 @@ async fn bad_input_is_refused_with_a_clear_error() {
     let msg = err("SELECT herald.send_message($1, '', '{}')").await;
     assert!(msg.contains("event_type"), "{msg}");
     assert_eq!(t.count("SELECT count(*) FROM herald.message").await, 0);
-    t.app.shutdown().await;
+    t.finish().await;
 }

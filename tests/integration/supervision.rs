@@ -54,7 +54,7 @@ async fn stopped_actors_are_restarted_and_delivery_goes_on() {
         WAIT,
     )
     .await;
-    t.app.shutdown().await;
+    t.finish().await;
 }
 
 #[actix_rt::test]
@@ -87,7 +87,7 @@ async fn a_panic_in_delivery_code_is_contained_and_the_delivery_retried() {
         restarts(&t, "sender-0").await + restarts(&t, "sender-1").await,
         0
     );
-    t.app.shutdown().await;
+    t.finish().await;
 }
 
 #[actix_rt::test]
@@ -178,5 +178,5 @@ async fn sigterm_with_work_in_flight_loses_nothing() {
         .collect();
     assert_eq!(seen, ids, "every message arrived");
     worker.app.shutdown().await;
-    seed.app.shutdown().await;
+    seed.finish().await;
 }

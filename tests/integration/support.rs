@@ -47,7 +47,7 @@ pub fn test_settings(database_url: &str, overrides: &[(&str, &str)]) -> Settings
         ("HERALD_STALL_TIMEOUT", "3s"),
         ("HERALD_HEALTH_LOG_INTERVAL", "1s"),
         ("HERALD_SHUTDOWN_GRACE", "5s"),
-        ("HERALD_LOG_LEVEL", "warn,herald=info"),
+        ("HERALD_LOG_LEVEL", "warn"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -91,6 +91,21 @@ pub async fn spawn_app_on(database_url: &str, overrides: &[(&str, &str)]) -> Tes
 }
 
 impl TestApp {
+    /// Shuts Herald down and drops the test database. A failing test never gets here, so
+    /// its database stays behind for inspection.
+    pub async fn finish(self) {
+        self.app.shutdown().await;
+        self.pool.close().await;
+        let name = self.database_url.rsplit('/').next().unwrap().to_string();
+        let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
+            .await
+            .unwrap();
+        admin
+            .execute(format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#).as_str())
+            .await
+            .unwrap();
+    }
+
     pub async fn create_app(&self, uid: &str) -> String {
         sqlx::query_scalar(
             "INSERT INTO herald.application (uid, name) VALUES ($1, $1) RETURNING id",
