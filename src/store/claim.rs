@@ -30,7 +30,7 @@ WITH due AS (
         lease_expires_at = now() + make_interval(secs => $4), updated_at = now()
     FROM due WHERE d.id = due.id
     RETURNING d.id, d.attempts, d.message_id, d.endpoint_id
-), endpoints AS (
+), endpoints AS MATERIALIZED (
     SELECT e.id, e.url, e.disabled, e.rate_limit, e.headers,
         ARRAY(SELECT s.key FROM herald.endpoint_secret s
               WHERE s.endpoint_id = e.id AND (s.expires_at IS NULL OR s.expires_at > now())
