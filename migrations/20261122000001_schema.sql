@@ -110,6 +110,8 @@ CREATE TABLE herald.delivery (
     last_status_code  smallint,
     last_error        text,
     dead_reason       text,
+    -- The next attempt was asked for (resend, recover, replay) rather than scheduled.
+    manual            boolean NOT NULL DEFAULT false,
     created_at        timestamptz NOT NULL DEFAULT now(),
     updated_at        timestamptz NOT NULL DEFAULT now(),
     UNIQUE (message_id, endpoint_id)
@@ -137,6 +139,8 @@ CREATE TABLE herald.attempt (
     -- NULL when no HTTP answer was received (timeout, connection error, refused destination).
     status_code    smallint,
     succeeded      boolean NOT NULL,
+    -- 0: scheduled, 1: manual (Svix MessageAttemptTriggerType).
+    trigger_type   smallint NOT NULL DEFAULT 0,
     response       text,
     error          text,
     created_at     timestamptz NOT NULL DEFAULT now()
@@ -144,3 +148,15 @@ CREATE TABLE herald.attempt (
 CREATE INDEX attempt_message_idx ON herald.attempt (message_id, id);
 CREATE INDEX attempt_endpoint_idx ON herald.attempt (endpoint_id, id);
 CREATE INDEX attempt_delivery_idx ON herald.attempt (delivery_id);
+
+-- Replays of POST requests that carried an `idempotency-key` (the Svix SDKs send one on every
+-- POST and reuse it when they retry), so a retried request gets the first answer instead of
+-- acting twice. A row with no status is a request still being processed.
+CREATE TABLE herald.idempotency (
+    key          text PRIMARY KEY,
+    request      text NOT NULL,
+    status       smallint,
+    body         bytea,
+    created_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX idempotency_created_idx ON herald.idempotency (created_at);

@@ -90,6 +90,8 @@ pub struct Settings {
     /// Bearer tokens accepted by the API.
     #[serde(deserialize_with = "comma_list")]
     pub api_tokens: Vec<String>,
+    /// Largest request body the API accepts (a message's payload, mostly).
+    pub max_payload_bytes: usize,
     pub log_format: LogFormat,
     /// A tracing filter (`info`, `herald=debug,sqlx=warn`); `RUST_LOG` wins when set.
     pub log_level: String,
@@ -211,6 +213,7 @@ impl Settings {
             ("max_in_flight", self.max_in_flight),
             ("outcome_batch", self.outcome_batch),
             ("database_pool_size", self.database_pool_size as usize),
+            ("max_payload_bytes", self.max_payload_bytes),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -313,6 +316,7 @@ impl Settings {
             ("role", format!("{:?}", self.role).to_lowercase()),
             ("listen", self.listen.to_string()),
             ("api_tokens", format!("<{} masked>", self.api_tokens.len())),
+            ("max_payload_bytes", self.max_payload_bytes.to_string()),
             (
                 "log_format",
                 format!("{:?}", self.log_format).to_lowercase(),

@@ -2,7 +2,7 @@
 
 use std::{net::TcpListener, str::FromStr};
 
-use actix_web::{dev::Server, web, App, HttpServer};
+use actix_web::{dev::ServerHandle, web, App, HttpServer};
 use anyhow::Context as _;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
@@ -10,6 +10,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::{
     actors::supervisor::DispatcherConfig,
+    api::{auth::ApiTokens, ApiConfig},
     config::{ConfigError, Settings},
     dispatcher::Dispatcher,
     store::Store,
@@ -18,7 +19,11 @@ use crate::{
 /// A running Herald. Tests build one with `listen = 127.0.0.1:0` and read the port back.
 pub struct Application {
     port: Option<u16>,
-    server: Option<Server>,
+    /// The API server, already running (spawned at build).
+    server: Option<(
+        ServerHandle,
+        actix_rt::task::JoinHandle<std::io::Result<()>>,
+    )>,
     dispatcher: Option<Dispatcher>,
     pool: PgPool,
 }
@@ -55,18 +60,23 @@ impl Application {
                 .with_context(|| format!("binding HERALD_LISTEN={}", settings.listen))?;
             let port = listener.local_addr()?.port();
             let data = web::Data::new(pool.clone());
+            let api = std::sync::Arc::new(ApiConfig {
+                tokens: ApiTokens(settings.api_tokens.clone()),
+                max_body_bytes: settings.max_payload_bytes,
+            });
             let server = HttpServer::new(move || {
+                let api = api.clone();
                 App::new()
                     .wrap(TracingLogger::default())
                     .app_data(data.clone())
-                    .configure(crate::api::routes)
+                    .configure(|cfg| crate::api::routes(cfg, &api))
             })
             // Signals are ours: shutdown must drain the dispatcher, not only the server.
             .disable_signals()
             .listen(listener)?
             .run();
             tracing::info!(address = %settings.listen, port, "API listening");
-            (Some(server), Some(port))
+            (Some((server.handle(), actix_rt::spawn(server))), Some(port))
         } else {
             (None, None)
         };
@@ -94,28 +104,30 @@ impl Application {
 
     /// Runs until SIGTERM or SIGINT, then shuts down cleanly.
     pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
-        let server = self.server.take();
-        let handle = server.as_ref().map(|s| s.handle());
+        let serving = self.server.as_mut().map(|(_, task)| task);
         let serve = async move {
-            match server {
-                Some(s) => s.await,
+            match serving {
+                Some(task) => task.await.unwrap_or_else(|e| Err(std::io::Error::other(e))),
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
-            result = serve => result.context("API server failed")?,
+            result = serve => {
+                self.server = None;
+                result.context("API server failed")?
+            }
             signal = shutdown_signal() => tracing::info!(signal, "shutdown requested"),
-        }
-        if let Some(h) = handle {
-            // Stop accepting; finish the requests being served.
-            h.stop(true).await;
         }
         self.shutdown().await;
         Ok(())
     }
 
-    /// Stops the dispatcher (draining in-flight work) and closes the database pool.
+    /// Stops accepting API requests (finishing those being served), stops the dispatcher
+    /// (draining in-flight work), and closes the database pool.
     pub async fn shutdown(&self) {
+        if let Some((handle, _)) = &self.server {
+            handle.stop(true).await;
+        }
         if let Some(d) = &self.dispatcher {
             d.shutdown().await;
         }

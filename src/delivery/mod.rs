@@ -28,6 +28,8 @@ pub struct Job {
     pub lease_token: Uuid,
     /// Attempts already used on the current schedule.
     pub attempts: i32,
+    /// This attempt was asked for (resend, recover, replay), not scheduled.
+    pub manual: bool,
     pub message_id: String,
     pub event_type: String,
     /// `None` once retention expunged it.
@@ -57,6 +59,7 @@ pub struct AttemptRecord {
     pub duration_ms: i32,
     pub status_code: Option<u16>,
     pub succeeded: bool,
+    pub manual: bool,
     pub response: Option<String>,
     pub error: Option<String>,
 }

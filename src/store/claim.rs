@@ -29,7 +29,7 @@ WITH due AS (
     SET status = 'sending', lease_owner = $2, lease_token = $3,
         lease_expires_at = now() + make_interval(secs => $4), updated_at = now()
     FROM due WHERE d.id = due.id
-    RETURNING d.id, d.attempts, d.message_id, d.endpoint_id
+    RETURNING d.id, d.attempts, d.manual, d.message_id, d.endpoint_id
 ), endpoints AS MATERIALIZED (
     SELECT e.id, e.url, e.disabled, e.rate_limit, e.headers,
         ARRAY(SELECT s.key FROM herald.endpoint_secret s
@@ -38,7 +38,7 @@ WITH due AS (
     FROM herald.endpoint e
     WHERE e.id IN (SELECT endpoint_id FROM leased)
 )
-SELECT l.id, l.attempts, l.message_id, m.event_type, m.payload,
+SELECT l.id, l.attempts, l.manual, l.message_id, m.event_type, m.payload,
        e.id AS endpoint_id, e.url, e.disabled, e.rate_limit, e.headers, e.secrets
 FROM leased l
 JOIN herald.message m ON m.id = l.message_id
@@ -79,6 +79,7 @@ impl Store {
                 delivery_id: row.try_get("id")?,
                 lease_token: token,
                 attempts: row.try_get("attempts")?,
+                manual: row.try_get("manual")?,
                 message_id: row.try_get("message_id")?,
                 event_type: row.try_get("event_type")?,
                 payload: payload.map(Bytes::from),

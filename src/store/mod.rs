@@ -5,6 +5,7 @@
 pub mod claim;
 pub mod lease;
 pub mod outcome;
+pub mod replay;
 
 use std::time::Duration;
 

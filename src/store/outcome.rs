@@ -24,19 +24,21 @@ WITH input AS (
         last_status_code = CASE WHEN i.used > 0 THEN i.code ELSE d.last_status_code END,
         last_error = CASE WHEN i.used > 0 THEN i.error ELSE d.last_error END,
         dead_reason = i.dead_reason,
+        manual = CASE WHEN i.used > 0 THEN false ELSE d.manual END,
         updated_at = now()
     FROM input i
     WHERE d.id = i.id AND d.lease_token = i.token AND d.status = 'sending'
     RETURNING d.id, d.message_id, d.endpoint_id, d.app_id
 ), attempts AS (
     INSERT INTO herald.attempt (delivery_id, message_id, endpoint_id, app_id, url, attempt_no,
-                                started_at, duration_ms, status_code, succeeded, response, error)
+                                started_at, duration_ms, status_code, succeeded, trigger_type,
+                                response, error)
     SELECT u.id, u.message_id, u.endpoint_id, u.app_id, a.url, a.attempt_no,
-           a.started_at, a.duration_ms, a.code, a.succeeded, a.response, a.error
+           a.started_at, a.duration_ms, a.code, a.succeeded, a.trigger, a.response, a.error
     FROM updated u
     JOIN unnest($9::bigint[], $10::text[], $11::int[], $12::timestamptz[], $13::int[],
-                $14::smallint[], $15::bool[], $16::text[], $17::text[])
-        AS a(id, url, attempt_no, started_at, duration_ms, code, succeeded, response, error)
+                $14::smallint[], $15::bool[], $16::text[], $17::text[], $18::smallint[])
+        AS a(id, url, attempt_no, started_at, duration_ms, code, succeeded, response, error, trigger)
       ON a.id = u.id
     RETURNING 1
 )
@@ -88,6 +90,7 @@ struct Columns {
     a_succeeded: Vec<bool>,
     a_response: Vec<Option<String>>,
     a_error: Vec<Option<String>>,
+    a_trigger: Vec<i16>,
 }
 
 impl Columns {
@@ -120,6 +123,7 @@ impl Columns {
                 self.a_succeeded.push(a.succeeded);
                 self.a_response.push(a.response.clone());
                 self.a_error.push(a.error.clone());
+                self.a_trigger.push(i16::from(a.manual));
             }
             None => {
                 self.used.push(0);
@@ -157,6 +161,7 @@ impl Store {
             .bind(&c.a_succeeded)
             .bind(&c.a_response)
             .bind(&c.a_error)
+            .bind(&c.a_trigger)
             .fetch_all(self.pool())
             .await?;
 

@@ -283,3 +283,119 @@ pub fn header(request: &wiremock::Request, name: &str) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+pub const TOKEN: &str = "dev-token-change-me";
+
+/// A JSON client for the instance's API.
+pub struct Api {
+    pub base: String,
+    client: reqwest::Client,
+}
+
+impl TestApp {
+    pub fn api(&self) -> Api {
+        Api {
+            base: format!(
+                "http://127.0.0.1:{}",
+                self.app.port().expect("API is running")
+            ),
+            client: reqwest::Client::new(),
+        }
+    }
+}
+
+impl Api {
+    /// Sends `body` (JSON) with the test token; returns the status and the JSON answer
+    /// (`null` for an empty body). Every answer must be JSON or empty.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let bytes = body.map(|b| serde_json::to_vec(&b).unwrap());
+        self.send(
+            method,
+            path,
+            bytes,
+            &[("authorization", &format!("Bearer {TOKEN}"))],
+        )
+        .await
+    }
+
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> (u16, serde_json::Value) {
+        let mut req = self
+            .client
+            .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b);
+        }
+        let res = req.send().await.expect("request sent");
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        let json = if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| {
+                panic!("{method} {path} answered {status} with non-JSON: {text}")
+            })
+        };
+        (status, json)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        self.call("GET", path, None).await
+    }
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.call("POST", path, Some(body)).await
+    }
+    pub async fn put(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.call("PUT", path, Some(body)).await
+    }
+    pub async fn patch(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.call("PATCH", path, Some(body)).await
+    }
+    pub async fn delete(&self, path: &str) -> (u16, serde_json::Value) {
+        self.call("DELETE", path, None).await
+    }
+
+    /// Asserts a status and returns the body.
+    pub async fn expect(
+        &self,
+        status: u16,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> serde_json::Value {
+        let (got, json) = self.call(method, path, body).await;
+        assert_eq!(got, status, "{method} {path} → {got} {json}");
+        json
+    }
+}
+
+/// The field paths a 422 names, e.g. `["body.url", "body.eventTypes"]`.
+pub fn invalid_fields(body: &serde_json::Value) -> Vec<String> {
+    body["detail"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a validation error: {body}"))
+        .iter()
+        .map(|d| {
+            d["loc"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().unwrap())
+                .collect::<Vec<_>>()
+                .join(".")
+        })
+        .collect()
+}

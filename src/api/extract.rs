@@ -1,0 +1,140 @@
+//! Request body extraction with precise errors: 413 over the size limit, 400 for malformed
+//! JSON, 422 naming the field whose value has the wrong shape.
+
+use std::{future::Future, pin::Pin};
+
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+
+use super::error::{ApiError, ValidationErrorItem};
+
+/// The largest body the API accepts (`HERALD_MAX_PAYLOAD_BYTES`).
+#[derive(Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// A JSON body deserialized into `T`.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<web::Data<BodyLimit>>()
+            .map(|l| l.0)
+            .unwrap_or(1 << 20);
+        let declared = req
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if declared.is_some_and(|n| n > limit) {
+                return Err(too_large(limit));
+            }
+            let mut body = web::BytesMut::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk
+                    .map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
+                if body.len() + chunk.len() > limit {
+                    return Err(too_large(limit));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            parse(&body).map(Json)
+        })
+    }
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::PayloadTooLarge(format!(
+        "the body is larger than {limit} bytes (HERALD_MAX_PAYLOAD_BYTES)"
+    ))
+}
+
+/// Deserializes, telling malformed JSON (400) from well-formed JSON of the wrong shape (422).
+pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest(
+            "the body is empty; a JSON object is required".into(),
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize::<_, T>(&mut de);
+    if value.is_ok() {
+        // Trailing garbage after a valid value is malformed JSON too.
+        de.end()
+            .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
+    }
+    match value {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let inner = e.inner();
+            if inner.is_syntax() || inner.is_eof() {
+                return Err(ApiError::BadRequest(format!("malformed JSON: {inner}")));
+            }
+            // A shape error found before a syntax error further on: malformed still wins.
+            if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                return Err(ApiError::BadRequest(format!("malformed JSON: {syntax}")));
+            }
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            Err(ApiError::Validation(vec![ValidationErrorItem {
+                loc: std::iter::once("body".to_string())
+                    .chain(path.split('.').filter(|p| !p.is_empty()).map(String::from))
+                    .collect(),
+                msg: strip_position(&inner.to_string()),
+                kind: "type_error".into(),
+            }]))
+        }
+    }
+}
+
+/// serde_json appends " at line 1 column 17"; the field path says more.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct In {
+        name: String,
+        inner: Option<Inner>,
+    }
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Inner {
+        n: u16,
+    }
+
+    #[test]
+    fn tells_malformed_from_invalid() {
+        assert!(matches!(
+            parse::<In>(b"{\"name\": "),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(parse::<In>(b""), Err(ApiError::BadRequest(_))));
+        assert!(matches!(parse::<In>(b"{} x"), Err(ApiError::BadRequest(_))));
+        match parse::<In>(br#"{"name": "a", "inner": {"n": 70000}}"#) {
+            Err(ApiError::Validation(items)) => {
+                assert_eq!(items[0].loc, vec!["body", "inner", "n"])
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse::<In>(br#"{}"#) {
+            Err(ApiError::Validation(items)) => assert!(items[0].msg.contains("name"), "{items:?}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse::<In>(br#"{"name": "ok"}"#).is_ok());
+    }
+}
