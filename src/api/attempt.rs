@@ -122,7 +122,9 @@ const ATTEMPT_COLUMNS: &str =
 struct AttemptQuery {
     #[serde(flatten)]
     page: PageQuery,
+    #[serde(default, deserialize_with = "super::query::parsed")]
     status: Option<i16>,
+    #[serde(default, deserialize_with = "super::query::parsed")]
     status_code_class: Option<i16>,
     endpoint_id: Option<String>,
     #[serde(default, deserialize_with = "query::list")]
@@ -132,8 +134,9 @@ struct AttemptQuery {
     before: Option<DateTime<Utc>>,
     #[serde(default, deserialize_with = "query::datetime")]
     after: Option<DateTime<Utc>>,
-    #[serde(default)]
-    with_msg: bool,
+    #[serde(default, deserialize_with = "super::query::parsed")]
+    with_msg: Option<bool>,
+    #[serde(default, deserialize_with = "super::query::parsed")]
     with_content: Option<bool>,
 }
 
@@ -204,7 +207,7 @@ async fn attempts(
         .into_iter()
         .map(AttemptOut::from)
         .collect();
-    if q.with_msg {
+    if q.with_msg.unwrap_or(false) {
         for a in &mut rows {
             a.msg =
                 Some(message::find(pool, app_id, &a.msg_id, q.with_content.unwrap_or(true)).await?);
@@ -316,6 +319,7 @@ impl DestinationRow {
 struct EndpointMessagesQuery {
     #[serde(flatten)]
     page: PageQuery,
+    #[serde(default, deserialize_with = "super::query::parsed")]
     status: Option<i16>,
     channel: Option<String>,
     #[serde(default, deserialize_with = "query::list")]
@@ -324,6 +328,7 @@ struct EndpointMessagesQuery {
     before: Option<DateTime<Utc>>,
     #[serde(default, deserialize_with = "query::datetime")]
     after: Option<DateTime<Utc>>,
+    #[serde(default, deserialize_with = "super::query::parsed")]
     with_content: Option<bool>,
 }
 

@@ -176,15 +176,15 @@ async fn create(
 struct ListQuery {
     #[serde(flatten)]
     page: PageQuery,
-    #[serde(default)]
-    include_archived: bool,
-    #[serde(default)]
-    with_content: bool,
+    #[serde(default, deserialize_with = "super::query::parsed")]
+    include_archived: Option<bool>,
+    #[serde(default, deserialize_with = "super::query::parsed")]
+    with_content: Option<bool>,
 }
 
 async fn list(pool: web::Data<PgPool>, q: web::Query<ListQuery>) -> ApiResult<HttpResponse> {
     let page = Page::new(&q.page, Ordering::Ascending)?;
-    let archived = if q.include_archived {
+    let archived = if q.include_archived.unwrap_or(false) {
         ""
     } else {
         " AND NOT archived"
@@ -199,7 +199,7 @@ async fn list(pool: web::Data<PgPool>, q: web::Query<ListQuery>) -> ApiResult<Ht
         query = query.bind(after);
     }
     let mut rows = query.fetch_all(pool.get_ref()).await?;
-    if !q.with_content {
+    if !q.with_content.unwrap_or(false) {
         rows.iter_mut().for_each(|r| r.schemas = None);
     }
     Ok(HttpResponse::Ok().json(ListResponse::from_rows(rows, &page, |e| e.name.clone())))

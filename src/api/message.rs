@@ -108,6 +108,7 @@ impl MessageIn {
 
 #[derive(Deserialize)]
 struct ContentQuery {
+    #[serde(default, deserialize_with = "super::query::parsed")]
     with_content: Option<bool>,
 }
 
@@ -247,6 +248,7 @@ pub async fn send_to_endpoint(
 struct ListQuery {
     #[serde(flatten)]
     page: PageQuery,
+    #[serde(default, deserialize_with = "super::query::parsed")]
     with_content: Option<bool>,
     channel: Option<String>,
     tag: Option<String>,

@@ -22,6 +22,7 @@ pub enum Ordering {
 
 #[derive(Debug, Deserialize)]
 pub struct PageQuery {
+    #[serde(default, deserialize_with = "super::query::parsed")]
     pub limit: Option<i64>,
     pub iterator: Option<String>,
     pub order: Option<Ordering>,

@@ -58,3 +58,31 @@ mod tests {
         assert!(parse_datetime("yesterday").is_err());
     }
 }
+
+/// A number or boolean that may arrive as a string: query values behind `#[serde(flatten)]`
+/// reach their field as strings.
+pub fn parsed<'de, D, T>(de: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Number(i64),
+        Flag(bool),
+    }
+    let value = match Option::<Raw>::deserialize(de)? {
+        None => return Ok(None),
+        Some(Raw::Text(s)) => s,
+        Some(Raw::Number(n)) => n.to_string(),
+        Some(Raw::Flag(b)) => b.to_string(),
+    };
+    value
+        .trim()
+        .parse()
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("'{value}': {e}")))
+}

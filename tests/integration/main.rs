@@ -2,6 +2,8 @@
 //! wiremock receivers.
 
 mod api_basics;
+mod api_endpoints;
+mod api_messages;
 mod delivery;
 mod outbox;
 mod supervision;
