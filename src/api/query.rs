@@ -45,20 +45,6 @@ pub fn list<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Vec<String>>, D::
     Ok((!items.is_empty()).then_some(items))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn datetimes_with_and_without_offset() {
-        let z = parse_datetime("2024-01-02T03:04:05Z").unwrap();
-        assert_eq!(parse_datetime("2024-01-02T03:04:05").unwrap(), z);
-        assert_eq!(parse_datetime("2024-01-02T05:04:05+02:00").unwrap(), z);
-        assert!(parse_datetime("2024-01-02T03:04:05.123456").is_ok());
-        assert!(parse_datetime("yesterday").is_err());
-    }
-}
-
 /// A number or boolean that may arrive as a string: query values behind `#[serde(flatten)]`
 /// reach their field as strings.
 pub fn parsed<'de, D, T>(de: D) -> Result<Option<T>, D::Error>
@@ -85,4 +71,18 @@ where
         .parse()
         .map(Some)
         .map_err(|e| serde::de::Error::custom(format!("'{value}': {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datetimes_with_and_without_offset() {
+        let z = parse_datetime("2024-01-02T03:04:05Z").unwrap();
+        assert_eq!(parse_datetime("2024-01-02T03:04:05").unwrap(), z);
+        assert_eq!(parse_datetime("2024-01-02T05:04:05+02:00").unwrap(), z);
+        assert!(parse_datetime("2024-01-02T03:04:05.123456").is_ok());
+        assert!(parse_datetime("yesterday").is_err());
+    }
 }

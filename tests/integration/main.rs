@@ -5,6 +5,8 @@ mod api_basics;
 mod api_endpoints;
 mod api_messages;
 mod delivery;
+mod openapi;
 mod outbox;
+mod sdk;
 mod supervision;
 mod support;

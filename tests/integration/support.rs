@@ -364,9 +364,6 @@ impl Api {
     pub async fn patch(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
         self.call("PATCH", path, Some(body)).await
     }
-    pub async fn delete(&self, path: &str) -> (u16, serde_json::Value) {
-        self.call("DELETE", path, None).await
-    }
 
     /// Asserts a status and returns the body.
     pub async fn expect(
