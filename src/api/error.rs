@@ -133,6 +133,15 @@ impl From<sqlx::Error> for ApiError {
             }
             sqlx::Error::Database(db) => match db.code().as_deref() {
                 Some("23505") => ApiError::Conflict(conflict_detail(db.constraint())),
+                // Data exceptions: a value PostgreSQL cannot store (a NUL character in text,
+                // a number out of range). The input is at fault, not the server.
+                Some(code) if code.starts_with("22") => {
+                    ApiError::Validation(vec![ValidationErrorItem {
+                        loc: vec!["body".into()],
+                        msg: format!("a value cannot be stored: {}", db.message()),
+                        kind: "value_error".into(),
+                    }])
+                }
                 // Connection-level failures, admin shutdown, too many connections.
                 Some(code)
                     if code.starts_with("08") || code.starts_with("57P") || code == "53300" =>

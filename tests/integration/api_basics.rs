@@ -71,6 +71,16 @@ async fn bad_bodies_get_400_413_and_422() {
     assert_eq!((s, body["code"].as_str()), (413, Some("payload_too_large")));
     let (s, body) = api.get("/api/v1/app?limit=abc").await;
     assert_eq!(s, 422, "{body}");
+    // Valid JSON that PostgreSQL cannot store is the caller's problem, not a 500.
+    let (s, body) = api.post("/api/v1/app", json!({"name": "a\u{0}b"})).await;
+    assert_eq!(s, 422, "{body}");
+    let (s, body) = api
+        .post(
+            "/api/v1/app",
+            json!({"name": "ok", "metadata": {"k": "v\u{0}"}}),
+        )
+        .await;
+    assert_eq!(s, 422, "{body}");
     t.finish().await;
 }
 
