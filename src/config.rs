@@ -118,6 +118,15 @@ pub struct Settings {
     #[serde(deserialize_with = "duration")]
     pub outcome_flush_interval: Duration,
 
+    /// Non-public ranges deliveries may go to anyway (`127.0.0.0/8,10.1.0.0/16`).
+    #[serde(deserialize_with = "cidr_list")]
+    pub allowed_cidrs: Vec<ipnet::IpNet>,
+    /// When set, the only hosts endpoints may point at (`hooks.example.com,*.example.org`).
+    #[serde(deserialize_with = "comma_list")]
+    pub destination_allowlist: Vec<String>,
+    /// Refuse plain-http endpoints.
+    pub require_https: bool,
+
     #[serde(deserialize_with = "duration")]
     pub request_timeout: Duration,
     #[serde(deserialize_with = "duration")]
@@ -331,6 +340,19 @@ impl Settings {
             ("reap_interval", d(&self.reap_interval)),
             ("outcome_batch", self.outcome_batch.to_string()),
             ("outcome_flush_interval", d(&self.outcome_flush_interval)),
+            (
+                "allowed_cidrs",
+                self.allowed_cidrs
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            (
+                "destination_allowlist",
+                self.destination_allowlist.join(","),
+            ),
+            ("require_https", self.require_https.to_string()),
             ("request_timeout", d(&self.request_timeout)),
             ("connect_timeout", d(&self.connect_timeout)),
             ("response_body_limit", self.response_body_limit.to_string()),
@@ -422,6 +444,20 @@ fn comma_list<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error>
         .collect())
 }
 
+fn cidr_list<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    comma_list(de)?
+        .into_iter()
+        .map(|c| {
+            // A bare address is a range of one.
+            c.parse::<ipnet::IpNet>()
+                .or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!("'{c}' is not a CIDR range like 10.0.0.0/8"))
+                })
+        })
+        .collect()
+}
+
 /// `15s`, `500ms`, `5m`, `2h`, `1h 30m`.
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     humantime::Duration::from_str(raw.trim())
@@ -469,6 +505,19 @@ mod tests {
         assert_eq!(err.setting, "HERALD_SENDERZ", "{err}");
         let err = load(&[("HERALD_LEASE_DURATION", "10s")]).unwrap_err();
         assert_eq!(err.setting, "HERALD_LEASE_DURATION", "{err}");
+    }
+
+    #[test]
+    fn destination_settings_parse() {
+        let s = load(&[
+            ("HERALD_ALLOWED_CIDRS", "127.0.0.0/8, ::1"),
+            ("HERALD_DESTINATION_ALLOWLIST", "*.example.com"),
+        ])
+        .unwrap();
+        assert_eq!(s.allowed_cidrs.len(), 2);
+        assert_eq!(s.destination_allowlist, vec!["*.example.com"]);
+        let err = load(&[("HERALD_ALLOWED_CIDRS", "10.0.0.0/33")]).unwrap_err();
+        assert_eq!(err.setting, "HERALD_ALLOWED_CIDRS", "{err}");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! * [`delivery`]: delivering one job as a pipeline of steps (prepare, sign, send,
 //!   classify, decide).
 //! * [`store`]: every SQL statement the engine runs (claim, record, reap, release).
+//! * [`destination`]: where Herald may send (SSRF guard, allowlist, pinned resolution).
 //! * [`signing`]: Standard Webhooks signatures and secrets.
 //! * [`retry`]: the retry schedule, jitter and `Retry-After`.
 //!
@@ -23,6 +24,7 @@ pub mod actors;
 pub mod api;
 pub mod config;
 pub mod delivery;
+pub mod destination;
 pub mod dispatcher;
 pub mod retry;
 pub mod signing;

@@ -63,6 +63,7 @@ impl Application {
             let api = std::sync::Arc::new(ApiConfig {
                 tokens: ApiTokens(settings.api_tokens.clone()),
                 max_body_bytes: settings.max_payload_bytes,
+                destinations: crate::destination::Policy::from_settings(&settings),
             });
             let server = HttpServer::new(move || {
                 let api = api.clone();

@@ -15,7 +15,7 @@ use super::{
     pagination::{ListResponse, Ordering, Page, PageQuery},
     validate::{self, Problems},
 };
-use crate::signing::Secret;
+use crate::{destination::Policy, signing::Secret};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/app/{app_id}/endpoint", web::get().to(list))
@@ -104,10 +104,18 @@ struct EndpointPatch {
 }
 
 impl EndpointFields {
-    /// Shape checks, then the ones that need the database (event types must exist).
-    async fn validate(&self, pool: &PgPool) -> ApiResult<()> {
+    /// Shape checks, the destination policy, then the checks that need the database (event
+    /// types must exist).
+    async fn validate(&self, pool: &PgPool, policy: &Policy) -> ApiResult<()> {
         let mut p = Problems::default();
-        p.check(validate::url("url", &self.url).map(|_| ()));
+        match validate::url("url", &self.url) {
+            Ok(_) => {
+                if let Err(refusal) = policy.check_url(&self.url) {
+                    p.push("url", refusal.to_string());
+                }
+            }
+            Err(e) => p.check(Err(e)),
+        }
         if let Some(uid) = &self.uid {
             p.check(validate::uid("uid", uid));
         }
@@ -163,12 +171,13 @@ fn disabled_reason(disabled: bool) -> Option<&'static str> {
 
 async fn create(
     pool: web::Data<PgPool>,
+    policy: web::Data<Policy>,
     app: web::Path<String>,
     Json(input): Json<EndpointIn>,
 ) -> ApiResult<HttpResponse> {
     let app_id = application::resolve(&pool, &app).await?;
     let f = &input.fields;
-    f.validate(&pool).await?;
+    f.validate(&pool, &policy).await?;
     let secret = match &input.secret {
         Some(s) => validate::secret("secret", s).map_err(|e| ApiError::Validation(vec![e]))?,
         None => Secret::generate(),
@@ -259,20 +268,21 @@ pub async fn save(pool: &PgPool, id: &str, f: &EndpointFields) -> ApiResult<Endp
 /// PUT replaces the endpoint; like Svix, a uid that does not exist yet creates it (201).
 async fn update(
     pool: web::Data<PgPool>,
+    policy: web::Data<Policy>,
     path: web::Path<(String, String)>,
     Json(input): Json<EndpointIn>,
 ) -> ApiResult<HttpResponse> {
     let app_id = application::resolve(&pool, &path.0).await?;
     match find(&pool, &app_id, &path.1).await {
         Ok(existing) => {
-            input.fields.validate(&pool).await?;
+            input.fields.validate(&pool, &policy).await?;
             Ok(HttpResponse::Ok().json(save(&pool, &existing.id, &input.fields).await?))
         }
         Err(ApiError::NotFound(_)) if !path.1.starts_with("ep_") => {
             validate::uid("uid", &path.1).map_err(|e| ApiError::Validation(vec![e]))?;
             let mut input = input;
             input.fields.uid.get_or_insert_with(|| path.1.clone());
-            create(pool, web::Path::from(path.0.clone()), Json(input)).await
+            create(pool, policy, web::Path::from(path.0.clone()), Json(input)).await
         }
         Err(e) => Err(e),
     }
@@ -280,6 +290,7 @@ async fn update(
 
 async fn patch(
     pool: web::Data<PgPool>,
+    policy: web::Data<Policy>,
     path: web::Path<(String, String)>,
     Json(p): Json<EndpointPatch>,
 ) -> ApiResult<HttpResponse> {
@@ -294,7 +305,7 @@ async fn patch(
         channels: p.channels.unwrap_or(e.channels),
         metadata: p.metadata.unwrap_or(e.metadata.0),
     };
-    merged.validate(&pool).await?;
+    merged.validate(&pool, &policy).await?;
     Ok(HttpResponse::Ok().json(save(&pool, &e.id, &merged).await?))
 }
 

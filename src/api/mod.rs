@@ -28,11 +28,13 @@ use error::{ApiError, ValidationErrorItem};
 pub struct ApiConfig {
     pub tokens: auth::ApiTokens,
     pub max_body_bytes: usize,
+    pub destinations: crate::destination::Policy,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig, api: &ApiConfig) {
     cfg.app_data(web::Data::new(api.tokens.clone()))
         .app_data(web::Data::new(extract::BodyLimit(api.max_body_bytes)))
+        .app_data(web::Data::new(api.destinations.clone()))
         .app_data(web::QueryConfig::default().error_handler(|err, _| {
             ApiError::Validation(vec![ValidationErrorItem {
                 loc: vec!["query".into()],

@@ -3,13 +3,16 @@
 //! Each sender owns one [`HttpSender`] (awc clients are single-threaded), so connections to a
 //! destination are kept alive and reused by the sender its deliveries are routed to.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::classify::SendResult;
-use crate::retry::parse_retry_after;
+use crate::{
+    destination::{GuardedResolver, Policy},
+    retry::parse_retry_after,
+};
 
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
@@ -19,6 +22,7 @@ pub struct HttpSettings {
     pub body_limit: usize,
     /// Open connections one client may hold.
     pub max_connections: usize,
+    pub policy: Arc<Policy>,
 }
 
 impl HttpSettings {
@@ -28,6 +32,7 @@ impl HttpSettings {
             connect_timeout: s.connect_timeout,
             body_limit: s.response_body_limit,
             max_connections: s.sender_concurrency,
+            policy: Arc::new(Policy::from_settings(s)),
         }
     }
 }
@@ -40,7 +45,12 @@ pub struct HttpSender {
 impl HttpSender {
     /// Must be called on the arbiter that will use it.
     pub fn new(settings: HttpSettings) -> Self {
+        // Every new connection resolves through the guard and goes to a checked address.
+        let resolver = actix_tls::connect::Resolver::custom(GuardedResolver {
+            policy: settings.policy.clone(),
+        });
         let connector = awc::Connector::new()
+            .connector(actix_tls::connect::Connector::new(resolver).service())
             .timeout(settings.connect_timeout)
             .handshake_timeout(settings.connect_timeout)
             .limit(settings.max_connections)
@@ -58,6 +68,13 @@ impl HttpSender {
     }
 
     pub async fn send(&self, url: &str, headers: Vec<(String, String)>, body: Bytes) -> SendResult {
+        // Literal addresses never reach the resolver, so the URL itself is checked too (and
+        // the policy may have changed since the endpoint was created).
+        if let Err(refusal) = self.settings.policy.check_url(url) {
+            return SendResult::Failed {
+                error: refusal.to_string(),
+            };
+        }
         let mut request = self.client.post(url);
         for (name, value) in headers {
             request = request.insert_header((name, value));

@@ -5,6 +5,7 @@ mod api_basics;
 mod api_endpoints;
 mod api_messages;
 mod delivery;
+mod destinations;
 mod openapi;
 mod outbox;
 mod sdk;

@@ -48,6 +48,8 @@ pub fn test_settings(database_url: &str, overrides: &[(&str, &str)]) -> Settings
         ("HERALD_HEALTH_LOG_INTERVAL", "1s"),
         ("HERALD_SHUTDOWN_GRACE", "5s"),
         ("HERALD_LOG_LEVEL", "warn"),
+        // Test receivers listen on loopback, which the SSRF guard refuses by default.
+        ("HERALD_ALLOWED_CIDRS", "127.0.0.0/8"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
