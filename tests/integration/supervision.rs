@@ -120,6 +120,7 @@ async fn sigterm_with_work_in_flight_loses_nothing() {
         ("HERALD_SENDER_CONCURRENCY", "4"),
         ("HERALD_SHUTDOWN_GRACE", "5s"),
         ("HERALD_LOG_LEVEL", "info"),
+        ("HERALD_ALLOWED_CIDRS", "127.0.0.0/8"),
     ];
     let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
         .envs(settings)

@@ -172,6 +172,8 @@ fn start_herald(database_url: &str, senders: usize) -> anyhow::Result<Child> {
         .env("HERALD_ROLE", "worker")
         .env("HERALD_SENDERS", senders.to_string())
         .env("HERALD_LOG_LEVEL", "warn")
+        // The receiver is local; Herald refuses loopback destinations unless allowed.
+        .env("HERALD_ALLOWED_CIDRS", "127.0.0.0/8")
         .stdout(Stdio::null())
         .spawn()?)
 }
