@@ -160,3 +160,16 @@ CREATE TABLE herald.idempotency (
     created_at   timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX idempotency_created_idx ON herald.idempotency (created_at);
+
+-- Circuit-breaker state per endpoint and dispatcher instance (breakers live in the sender
+-- an endpoint is routed to; each instance has its own). Written on every transition, read by
+-- the API.
+CREATE TABLE herald.endpoint_circuit (
+    endpoint_id   text COLLATE "C" NOT NULL REFERENCES herald.endpoint (id) ON DELETE CASCADE,
+    instance      text NOT NULL,
+    state         text NOT NULL,
+    failures      integer NOT NULL,
+    open_until    timestamptz,
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (endpoint_id, instance)
+);

@@ -114,6 +114,23 @@ def herald_routes():
             ],
             "responses": {"200": json_response("The endpoint", {"$ref": "#/components/schemas/EndpointOut"}), **ERRORS},
         }},
+        "/api/v1/app/{app_id}/endpoint/{endpoint_id}/circuit": {"get": {
+            "operationId": "herald.endpoint.circuit", "tags": ["Endpoint"],
+            "summary": "The endpoint's circuit breaker: overall state and per dispatcher instance",
+            "parameters": [
+                {"name": "app_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                {"name": "endpoint_id", "in": "path", "required": True, "schema": {"type": "string"}},
+            ],
+            "responses": {"200": json_response("Breaker state", {
+                "type": "object", "required": ["endpointId", "state", "instances"],
+                "properties": {
+                    "endpointId": {"type": "string"},
+                    "state": {"type": "string", "enum": ["closed", "open", "half-open"]},
+                    "instances": {"type": "array", "items": {"type": "object", "properties": {
+                        "instance": {"type": "string"}, "state": {"type": "string"}, "failures": {"type": "integer"},
+                        "openUntil": {"type": "string", "format": "date-time", "nullable": True},
+                        "updatedAt": {"type": "string", "format": "date-time"}}}}}}), **ERRORS},
+        }},
         "/api/v1/openapi.json": {"get": {
             "operationId": "herald.openapi", "tags": ["Health"], "summary": "This document",
             "security": [], "responses": {"200": {"description": "OpenAPI 3 document"}},

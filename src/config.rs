@@ -100,6 +100,24 @@ pub struct Settings {
     pub senders: usize,
     /// Concurrent HTTP requests one sender may have open.
     pub sender_concurrency: usize,
+    /// Concurrent requests to one endpoint; the rest wait, so a hanging receiver cannot
+    /// take all of a sender's capacity.
+    pub endpoint_concurrency: usize,
+    /// Messages per second to an endpoint that sets no `throttleRate` (0: unlimited).
+    pub default_rate_limit: u32,
+    /// Longest a claimed delivery waits inside a sender before it goes back to the queue.
+    #[serde(deserialize_with = "duration")]
+    pub max_hold: Duration,
+    /// The breaker opens after this many failures in a row...
+    pub breaker_failures: u32,
+    /// ...or when this fraction of the last `breaker_window` attempts failed.
+    pub breaker_failure_ratio: f64,
+    pub breaker_window: usize,
+    /// How long an open breaker waits before one probe; doubled after each failed probe.
+    #[serde(deserialize_with = "duration")]
+    pub breaker_cooldown: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub breaker_max_cooldown: Duration,
     /// Deliveries leased per claim query.
     pub claim_batch: usize,
     /// Deliveries one instance holds leased but not yet settled; claiming pauses above it.
@@ -218,6 +236,9 @@ impl Settings {
         let positive = [
             ("senders", self.senders),
             ("sender_concurrency", self.sender_concurrency),
+            ("endpoint_concurrency", self.endpoint_concurrency),
+            ("breaker_failures", self.breaker_failures as usize),
+            ("breaker_window", self.breaker_window),
             ("claim_batch", self.claim_batch),
             ("max_in_flight", self.max_in_flight),
             ("outcome_batch", self.outcome_batch),
@@ -271,6 +292,24 @@ impl Settings {
             return Err(ConfigError::new(
                 "stall_timeout",
                 "must be longer than heartbeat_interval",
+            ));
+        }
+        if !(self.breaker_failure_ratio > 0.0 && self.breaker_failure_ratio <= 1.0) {
+            return Err(ConfigError::new(
+                "breaker_failure_ratio",
+                "must be in (0, 1], e.g. 0.5",
+            ));
+        }
+        if self.breaker_cooldown.is_zero() || self.breaker_max_cooldown < self.breaker_cooldown {
+            return Err(ConfigError::new(
+                "breaker_max_cooldown",
+                "must be at least breaker_cooldown, which must be greater than 0",
+            ));
+        }
+        if self.max_hold.is_zero() || self.max_hold * 2 > self.lease_duration {
+            return Err(ConfigError::new(
+                "max_hold",
+                "must be greater than 0 and at most half of lease_duration",
             ));
         }
         if !(0.0..1.0).contains(&self.retry_jitter) {
@@ -333,6 +372,20 @@ impl Settings {
             ("log_level", self.log_level.clone()),
             ("senders", self.senders.to_string()),
             ("sender_concurrency", self.sender_concurrency.to_string()),
+            (
+                "endpoint_concurrency",
+                self.endpoint_concurrency.to_string(),
+            ),
+            ("default_rate_limit", self.default_rate_limit.to_string()),
+            ("max_hold", d(&self.max_hold)),
+            ("breaker_failures", self.breaker_failures.to_string()),
+            (
+                "breaker_failure_ratio",
+                self.breaker_failure_ratio.to_string(),
+            ),
+            ("breaker_window", self.breaker_window.to_string()),
+            ("breaker_cooldown", d(&self.breaker_cooldown)),
+            ("breaker_max_cooldown", d(&self.breaker_max_cooldown)),
             ("claim_batch", self.claim_batch.to_string()),
             ("max_in_flight", self.max_in_flight.to_string()),
             ("poll_interval", d(&self.poll_interval)),

@@ -16,12 +16,14 @@
 //! * [`destination`]: where Herald may send (SSRF guard, allowlist, pinned resolution).
 //! * [`signing`]: Standard Webhooks signatures and secrets.
 //! * [`retry`]: the retry schedule, jitter and `Retry-After`.
+//! * [`breaker`]: the per-endpoint circuit breaker.
 //!
 //! The database schema and the transactional outbox function `herald.send_message` live in
 //! `migrations/`.
 
 pub mod actors;
 pub mod api;
+pub mod breaker;
 pub mod config;
 pub mod delivery;
 pub mod destination;

@@ -20,6 +20,16 @@ use crate::{delivery::Outcome, store::Store};
 #[rtype(result = "()")]
 pub struct Record(pub Outcome);
 
+/// An endpoint's circuit breaker changed state.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct CircuitChanged {
+    pub endpoint_id: String,
+    pub state: &'static str,
+    pub failures: u32,
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// The claimer was replaced.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -27,6 +37,8 @@ pub struct SetClaimer(pub Addr<Claimer>);
 
 #[derive(Clone)]
 pub struct RecorderConfig {
+    /// This instance's name, under which breaker states are published.
+    pub owner: String,
     pub batch: usize,
     pub flush_interval: Duration,
 }
@@ -150,6 +162,25 @@ impl Handler<Record> for Recorder {
                 act.flush(ctx);
             });
         }
+    }
+}
+
+impl Handler<CircuitChanged> for Recorder {
+    type Result = ();
+
+    /// Transitions are rare; each is written on its own, off the outcome path.
+    fn handle(&mut self, c: CircuitChanged, ctx: &mut Context<Self>) {
+        let (store, owner) = (self.store.clone(), self.config.owner.clone());
+        let write = async move {
+            store
+                .record_circuit(&owner, &c.endpoint_id, c.state, c.failures, c.until)
+                .await
+        };
+        ctx.spawn(write.into_actor(self).map(|result, _, _| {
+            if let Err(error) = result {
+                tracing::warn!(%error, "could not publish a circuit breaker state");
+            }
+        }));
     }
 }
 

@@ -1,14 +1,16 @@
 //! A sender: one thread, one HTTP client, the deliveries of the endpoints routed to it.
 //!
-//! It runs up to `sender_concurrency` deliveries at once, each through the pipeline in
-//! [`crate::delivery`]. A panic inside the pipeline is caught here and turned into a deferral,
-//! so one poisonous delivery cannot take the sender (or the others it carries) down.
+//! Each endpoint has a [`Lane`] here (its queue, in-flight cap, circuit breaker and rate
+//! limiter). The sender runs up to `sender_concurrency` deliveries at once across lanes,
+//! each through the pipeline in [`crate::delivery`]. A panic inside the pipeline is caught
+//! here and turned into a deferral, so one poisonous delivery cannot take the sender (or
+//! the other endpoints it carries) down.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     panic::AssertUnwindSafe,
     rc::Rc,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use actix::prelude::*;
@@ -17,11 +19,13 @@ use futures_util::FutureExt;
 
 use super::{
     health::{Health, Heartbeat},
-    recorder::{Record, Recorder},
+    recorder::{CircuitChanged, Record, Recorder},
 };
 use crate::{
+    breaker::Transition,
     delivery::{
         http::{HttpSender, HttpSettings},
+        lane::{Lane, LaneConfig, Step},
         pipeline, Disposition, Job, Outcome,
     },
     retry::RetryPolicy,
@@ -29,12 +33,15 @@ use crate::{
 
 /// How long a delivery whose processing panicked waits before it is tried again.
 const PANIC_BACKOFF: Duration = Duration::from_secs(1);
+/// Lanes with nothing to do are forgotten after this long (their breaker state with them).
+const LANE_IDLE_EXPIRY: Duration = Duration::from_secs(600);
 
 #[derive(Clone)]
 pub struct SenderConfig {
     pub http: HttpSettings,
     pub policy: RetryPolicy,
     pub concurrency: usize,
+    pub lane: LaneConfig,
     pub fault_panic_one_in: u64,
 }
 
@@ -58,7 +65,10 @@ pub struct Sender {
     recorder: Addr<Recorder>,
     /// Created on this sender's own thread in `started` (awc clients are not `Send`).
     http: Option<Rc<HttpSender>>,
-    queue: VecDeque<Job>,
+    lanes: HashMap<String, Lane>,
+    /// Lanes with work that wait for a free request slot, in arrival order.
+    blocked: VecDeque<String>,
+    blocked_set: HashSet<String>,
     /// Jobs whose request is under way, by delivery id.
     running: HashMap<i64, Job>,
     draining: bool,
@@ -73,7 +83,9 @@ impl Sender {
             config,
             recorder,
             http: None,
-            queue: VecDeque::new(),
+            lanes: HashMap::new(),
+            blocked: VecDeque::new(),
+            blocked_set: HashSet::new(),
             running: HashMap::new(),
             draining: false,
             health: Health::default(),
@@ -81,19 +93,63 @@ impl Sender {
         }
     }
 
-    /// Starts queued jobs while there is capacity.
-    fn pump(&mut self, ctx: &mut Context<Self>) {
-        while self.running.len() < self.config.concurrency {
-            let Some(job) = self.queue.pop_front() else {
-                break;
+    /// Starts what this endpoint's lane allows now.
+    fn pump(&mut self, endpoint_id: &str, ctx: &mut Context<Self>) {
+        loop {
+            if self.running.len() >= self.config.concurrency {
+                if self.lanes.get(endpoint_id).is_some_and(|l| l.queued() > 0)
+                    && self.blocked_set.insert(endpoint_id.to_string())
+                {
+                    self.blocked.push_back(endpoint_id.to_string());
+                }
+                return;
+            }
+            let Some(lane) = self.lanes.get_mut(endpoint_id) else {
+                return;
             };
-            self.start(job, ctx);
+            let (step, transition) = lane.next(&self.config.lane, Instant::now());
+            if let Some(t) = transition {
+                self.publish(endpoint_id, t);
+            }
+            match step {
+                Step::Start(job) => self.start(job, ctx),
+                Step::Idle => return,
+                Step::Defer { jobs, after, why } => {
+                    let at = Utc::now() + chrono::Duration::from_std(after).unwrap_or_default();
+                    self.give_back(jobs, at, why);
+                }
+                Step::WaitFor(wait) => {
+                    let lane = self.lanes.get_mut(endpoint_id).expect("present");
+                    if !lane.waiting {
+                        lane.waiting = true;
+                        let id = endpoint_id.to_string();
+                        ctx.run_later(wait, move |act, ctx| {
+                            if let Some(lane) = act.lanes.get_mut(&id) {
+                                lane.waiting = false;
+                            }
+                            act.pump(&id, ctx);
+                        });
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A request slot freed up: lanes that were waiting for one go first, in turn.
+    fn pump_blocked(&mut self, ctx: &mut Context<Self>) {
+        while self.running.len() < self.config.concurrency {
+            let Some(id) = self.blocked.pop_front() else {
+                return;
+            };
+            self.blocked_set.remove(&id);
+            self.pump(&id, ctx);
         }
     }
 
     fn start(&mut self, job: Job, ctx: &mut Context<Self>) {
         let Some(http) = self.http.clone() else {
-            self.give_back([job], "sender not ready");
+            self.give_back([job], Utc::now(), "sender not ready");
             return;
         };
         let policy = self.config.policy.clone();
@@ -119,8 +175,17 @@ impl Sender {
         };
         ctx.spawn(work.into_actor(self).map(|outcome, act, ctx| {
             act.running.remove(&outcome.delivery_id);
+            let endpoint_id = outcome.endpoint_id.clone();
+            let attempted = outcome.attempt.is_some();
+            let success = outcome.disposition == Disposition::Succeeded;
+            if let Some(lane) = act.lanes.get_mut(&endpoint_id) {
+                if let Some(t) = lane.finished(attempted, success, Instant::now()) {
+                    act.publish(&endpoint_id, t);
+                }
+            }
             act.finished(outcome);
-            act.pump(ctx);
+            act.pump(&endpoint_id, ctx);
+            act.pump_blocked(ctx);
         }));
     }
 
@@ -133,17 +198,65 @@ impl Sender {
         self.recorder.do_send(Record(outcome));
     }
 
-    /// Hands jobs back to the queue without using an attempt.
-    fn give_back(&mut self, jobs: impl IntoIterator<Item = Job>, why: &'static str) {
+    /// Logs a breaker transition and publishes it (the API shows breaker states).
+    fn publish(&self, endpoint_id: &str, t: Transition) {
+        tracing::warn!(
+            endpoint_id,
+            from = t.from.name(),
+            to = t.to.name(),
+            consecutive_failures = t.failures,
+            "circuit breaker changed state"
+        );
+        let until = match t.to {
+            crate::breaker::State::Open { until } => {
+                let left = until.saturating_duration_since(Instant::now());
+                Some(Utc::now() + chrono::Duration::from_std(left).unwrap_or_default())
+            }
+            _ => None,
+        };
+        self.recorder.do_send(CircuitChanged {
+            endpoint_id: endpoint_id.to_string(),
+            state: t.to.name(),
+            failures: t.failures,
+            until,
+        });
+    }
+
+    /// Hands jobs back to the queue, due at `at`, without using an attempt.
+    fn give_back(
+        &mut self,
+        jobs: impl IntoIterator<Item = Job>,
+        at: chrono::DateTime<Utc>,
+        why: &'static str,
+    ) {
         for job in jobs {
-            let outcome = Outcome::without_attempt(
+            self.recorder.do_send(Record(Outcome::without_attempt(
                 &job,
-                Disposition::Defer {
-                    at: Utc::now(),
-                    why,
-                },
+                Disposition::Defer { at, why },
+            )));
+        }
+    }
+
+    /// Jobs that waited too long behind a saturated endpoint go back to the queue; lanes
+    /// idle for long are forgotten.
+    fn sweep(&mut self) {
+        let now = Instant::now();
+        let max_hold = self.config.lane.max_hold;
+        let mut stale = Vec::new();
+        self.lanes.retain(|_, lane| {
+            stale.extend(lane.take_stale(max_hold, now));
+            !(lane.is_idle() && now.duration_since(lane.last_active) > LANE_IDLE_EXPIRY)
+        });
+        if !stale.is_empty() {
+            tracing::debug!(
+                count = stale.len(),
+                "deliveries held too long behind a busy endpoint go back to the queue"
             );
-            self.recorder.do_send(Record(outcome));
+            self.give_back(
+                stale,
+                Utc::now() + chrono::Duration::from_std(max_hold).unwrap_or_default(),
+                "endpoint busy",
+            );
         }
     }
 }
@@ -158,6 +271,7 @@ impl Actor for Sender {
             return;
         }
         self.http = Some(Rc::new(HttpSender::new(self.config.http.clone())));
+        ctx.run_interval(Duration::from_secs(1), |act, _| act.sweep());
     }
 }
 
@@ -165,13 +279,14 @@ impl Supervised for Sender {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         // The futures of running jobs died with the old context, and queued jobs never
         // started: hand both back now rather than wait for their leases to expire.
-        let abandoned: Vec<Job> = self
-            .running
-            .drain()
-            .map(|(_, job)| job)
-            .chain(self.queue.drain(..))
-            .collect();
-        self.give_back(abandoned, "sender restarted");
+        let mut abandoned: Vec<Job> = self.running.drain().map(|(_, job)| job).collect();
+        for lane in self.lanes.values_mut() {
+            abandoned.extend(lane.drain());
+        }
+        self.lanes.clear();
+        self.blocked.clear();
+        self.blocked_set.clear();
+        self.give_back(abandoned, Utc::now(), "sender restarted");
         if !self.terminated {
             self.health.restarts += 1;
         }
@@ -184,11 +299,25 @@ impl Handler<Dispatch> for Sender {
 
     fn handle(&mut self, Dispatch(jobs): Dispatch, ctx: &mut Context<Self>) {
         if self.draining {
-            self.give_back(jobs, "sender shutting down");
+            self.give_back(jobs, Utc::now(), "sender shutting down");
             return;
         }
-        self.queue.extend(jobs);
-        self.pump(ctx);
+        let now = Instant::now();
+        let mut touched = Vec::new();
+        for job in jobs {
+            let id = job.endpoint.id.clone();
+            let config = &self.config.lane;
+            self.lanes
+                .entry(id.clone())
+                .or_insert_with(|| Lane::new(config))
+                .push(job, now);
+            if !touched.contains(&id) {
+                touched.push(id);
+            }
+        }
+        for id in touched {
+            self.pump(&id, ctx);
+        }
     }
 }
 
@@ -197,8 +326,8 @@ impl Handler<Drain> for Sender {
 
     fn handle(&mut self, _: Drain, _ctx: &mut Context<Self>) {
         self.draining = true;
-        let queued: Vec<Job> = self.queue.drain(..).collect();
-        self.give_back(queued, "sender shutting down");
+        let queued: Vec<Job> = self.lanes.values_mut().flat_map(|l| l.drain()).collect();
+        self.give_back(queued, Utc::now(), "sender shutting down");
     }
 }
 
@@ -216,7 +345,7 @@ impl Handler<Heartbeat> for Sender {
     fn handle(&mut self, _: Heartbeat, _ctx: &mut Context<Self>) -> Self::Result {
         let mut health = self.health.clone();
         health.in_flight = self.running.len();
-        health.backlog = Some(self.queue.len() as i64);
+        health.backlog = Some(self.lanes.values().map(|l| l.queued() as i64).sum());
         MessageResult(health)
     }
 }

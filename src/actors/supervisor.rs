@@ -23,7 +23,13 @@ use super::{
     sender::{self, Drain, Sender, SenderConfig},
     StopActor, Terminate,
 };
-use crate::{config::Settings, delivery::http::HttpSettings, retry::RetryPolicy, store::Store};
+use crate::{
+    breaker::BreakerConfig,
+    config::Settings,
+    delivery::{http::HttpSettings, lane::LaneConfig},
+    retry::RetryPolicy,
+    store::Store,
+};
 
 /// What the supervisor needs to build (and rebuild) the actors.
 #[derive(Clone)]
@@ -57,9 +63,16 @@ impl DispatcherConfig {
                 http: HttpSettings::from_settings(s),
                 policy: RetryPolicy::from_settings(s),
                 concurrency: s.sender_concurrency,
+                lane: LaneConfig {
+                    concurrency: s.endpoint_concurrency,
+                    default_rate: (s.default_rate_limit > 0).then_some(s.default_rate_limit),
+                    max_hold: s.max_hold,
+                    breaker: BreakerConfig::from_settings(s),
+                },
                 fault_panic_one_in: s.fault_panic_one_in,
             },
             recorder: RecorderConfig {
+                owner: owner.clone(),
                 batch: s.outcome_batch,
                 flush_interval: s.outcome_flush_interval,
             },

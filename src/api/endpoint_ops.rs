@@ -30,7 +30,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(&format!("{ep}/recover"), web::post().to(recover))
         .route(&format!("{ep}/send-example"), web::post().to(send_example))
         .route(&format!("{ep}/stats"), web::get().to(stats))
-        .route(&format!("{ep}/enable"), web::post().to(enable));
+        .route(&format!("{ep}/enable"), web::post().to(enable))
+        .route(&format!("{ep}/circuit"), web::get().to(circuit));
 }
 
 type EndpointPath = web::Path<(String, String)>;
@@ -346,4 +347,42 @@ mod tests {
         assert_eq!(example_from_schemas(Some(schemas), 5), None);
         assert_eq!(example_from_schemas(None, 0), None);
     }
+}
+
+#[derive(Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+struct CircuitRow {
+    instance: String,
+    state: String,
+    failures: i32,
+    open_until: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
+}
+
+/// Herald: the endpoint's circuit breaker, per dispatcher instance, and overall: `open` if
+/// any instance holds it open, `half-open` if any is probing, else `closed`.
+async fn circuit(pool: web::Data<PgPool>, path: EndpointPath) -> ApiResult<HttpResponse> {
+    let (_, e) = endpoint::resolve(&pool, &path).await?;
+    let rows: Vec<CircuitRow> = sqlx::query_as(
+        "SELECT instance, state, failures, open_until, updated_at FROM herald.endpoint_circuit \
+         WHERE endpoint_id = $1 ORDER BY updated_at DESC",
+    )
+    .bind(&e.id)
+    .fetch_all(pool.get_ref())
+    .await?;
+    let now = Utc::now();
+    let open = rows
+        .iter()
+        .any(|r| r.state == "open" && r.open_until.is_some_and(|u| u > now));
+    let probing = rows.iter().any(|r| {
+        r.state == "half-open" || (r.state == "open" && r.open_until.is_some_and(|u| u <= now))
+    });
+    let state = if open {
+        "open"
+    } else if probing {
+        "half-open"
+    } else {
+        "closed"
+    };
+    Ok(HttpResponse::Ok().json(json!({ "endpointId": e.id, "state": state, "instances": rows })))
 }

@@ -11,6 +11,7 @@
 
 pub mod classify;
 pub mod http;
+pub mod lane;
 pub mod pipeline;
 
 use std::sync::Arc;

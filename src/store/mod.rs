@@ -2,6 +2,7 @@
 //! testable without actors, and each actor owns its own [`Store`] (its own connections, on
 //! its own thread), so replacing an actor never strands another one's connections.
 
+pub mod circuit;
 pub mod claim;
 pub mod lease;
 pub mod outcome;

@@ -6,6 +6,7 @@ mod api_endpoints;
 mod api_messages;
 mod delivery;
 mod destinations;
+mod fairness;
 mod openapi;
 mod outbox;
 mod sdk;

@@ -50,6 +50,9 @@ pub fn test_settings(database_url: &str, overrides: &[(&str, &str)]) -> Settings
         ("HERALD_LOG_LEVEL", "warn"),
         // Test receivers listen on loopback, which the SSRF guard refuses by default.
         ("HERALD_ALLOWED_CIDRS", "127.0.0.0/8"),
+        // Tests about retries fail on purpose; the breaker has tests of its own.
+        ("HERALD_BREAKER_FAILURES", "1000"),
+        ("HERALD_BREAKER_WINDOW", "1000"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -1,0 +1,179 @@
+//! Politeness toward receivers: the circuit breaker and the rate limit, end to end.
+
+use std::time::Duration;
+
+use serde_json::json;
+use wiremock::{matchers::method, Mock, MockServer, ResponseTemplate};
+
+use crate::support::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+#[actix_rt::test]
+async fn breaker_opens_defers_without_using_attempts_probes_and_closes() {
+    let t = spawn_app_with(&[
+        ("HERALD_BREAKER_FAILURES", "3"),
+        ("HERALD_BREAKER_WINDOW", "20"),
+        ("HERALD_BREAKER_COOLDOWN", "1500ms"),
+        (
+            "HERALD_RETRY_SCHEDULE",
+            "200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms",
+        ),
+        ("HERALD_ENDPOINT_CONCURRENCY", "1"),
+    ])
+    .await;
+    let api = t.api();
+    let receiver = MockServer::start().await;
+    // Down for the first three attempts, then up again.
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(3)
+        .mount(&receiver)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&receiver)
+        .await;
+    api.expect(
+        201,
+        "POST",
+        "/api/v1/app",
+        Some(json!({"name": "Acme", "uid": "acme"})),
+    )
+    .await;
+    let ep = api
+        .expect(
+            201,
+            "POST",
+            "/api/v1/app/acme/endpoint",
+            Some(json!({"url": receiver.uri()})),
+        )
+        .await;
+    let circuit = format!(
+        "/api/v1/app/acme/endpoint/{}/circuit",
+        ep["id"].as_str().unwrap()
+    );
+    assert_eq!(
+        api.expect(200, "GET", &circuit, None).await["state"],
+        "closed"
+    );
+    for i in 0..5 {
+        api.expect(
+            202,
+            "POST",
+            "/api/v1/app/acme/msg",
+            Some(json!({"eventType": "a", "payload": {"i": i}})),
+        )
+        .await;
+    }
+
+    // Three failures in a row open it, and the API shows it.
+    let opened = wait_until(WAIT, || api.get(&circuit), |(_, c)| c["state"] == "open").await;
+    assert!(opened, "the breaker opened");
+    // While open nothing is sent, and deferred deliveries keep their attempts.
+    t.wait_for_count(
+        "SELECT count(*) FROM herald.attempt WHERE NOT succeeded",
+        3,
+        WAIT,
+    )
+    .await;
+    // After the cool-down one probe succeeds, it closes, and everything is delivered.
+    t.wait_for_count(
+        "SELECT count(*) FROM herald.delivery WHERE status = 'succeeded'",
+        5,
+        WAIT,
+    )
+    .await;
+    assert_eq!(
+        t.count("SELECT count(*) FROM herald.attempt WHERE NOT succeeded")
+            .await,
+        3,
+        "no attempt wasted while open"
+    );
+    // Every attempt used is an HTTP attempt in the log: the deferrals used none.
+    let attempts_used: i64 = t
+        .count("SELECT sum(attempts)::bigint FROM herald.delivery")
+        .await;
+    assert_eq!(
+        attempts_used,
+        t.count("SELECT count(*) FROM herald.attempt").await
+    );
+    assert_eq!(attempts_used, 8, "3 failures and 5 successes");
+    assert_eq!(
+        api.expect(200, "GET", &circuit, None).await["state"],
+        "closed"
+    );
+    t.finish().await;
+}
+
+#[actix_rt::test]
+async fn rate_limit_holds_at_the_receiver() {
+    let t = spawn_app().await;
+    let api = t.api();
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&receiver)
+        .await;
+    api.expect(
+        201,
+        "POST",
+        "/api/v1/app",
+        Some(json!({"name": "Acme", "uid": "acme"})),
+    )
+    .await;
+    api.expect(
+        201,
+        "POST",
+        "/api/v1/app/acme/endpoint",
+        Some(json!({"url": receiver.uri(), "throttleRate": 5})),
+    )
+    .await;
+    let total = 20;
+    for i in 0..total {
+        api.expect(
+            202,
+            "POST",
+            "/api/v1/app/acme/msg",
+            Some(json!({"eventType": "a", "payload": {"i": i}})),
+        )
+        .await;
+    }
+    t.wait_for_count(
+        "SELECT count(*) FROM herald.delivery WHERE status = 'succeeded'",
+        total,
+        WAIT,
+    )
+    .await;
+    // Arrival times at the receiver: in any one-second window, at most 5 (+1 for the
+    // window's edges) arrived, and the whole run took at least (20 - 5) / 5 = 3 seconds.
+    let mut times: Vec<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(
+        "SELECT started_at FROM herald.attempt WHERE succeeded ORDER BY started_at",
+    )
+    .fetch_all(&t.pool)
+    .await
+    .unwrap();
+    times.sort();
+    for (i, start) in times.iter().enumerate() {
+        let in_window = times[i..]
+            .iter()
+            .take_while(|t| (**t - *start).num_milliseconds() < 1000)
+            .count();
+        assert!(
+            in_window <= 6,
+            "{in_window} requests within one second from {start}"
+        );
+    }
+    let span = *times.last().unwrap() - times[0];
+    assert!(
+        span.num_milliseconds() >= 2800,
+        "20 messages at 5/s took only {span}"
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM herald.attempt WHERE NOT succeeded")
+            .await,
+        0,
+        "deferred, not failed"
+    );
+    t.finish().await;
+}
