@@ -51,6 +51,9 @@ CREATE TABLE herald.endpoint (
     headers          jsonb NOT NULL DEFAULT '{}',
     metadata         jsonb NOT NULL DEFAULT '{}',
     version          integer NOT NULL DEFAULT 1,
+    -- Set by the first failed attempt after a success, cleared by a success: an endpoint
+    -- failing for HERALD_DISABLE_AFTER is disabled.
+    first_failure_at timestamptz,
     created_at       timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz NOT NULL DEFAULT now(),
     UNIQUE (app_id, uid)

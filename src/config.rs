@@ -130,6 +130,9 @@ pub struct Settings {
     pub lease_duration: Duration,
     #[serde(deserialize_with = "duration")]
     pub reap_interval: Duration,
+    /// An endpoint failing without a single success for this long is disabled (0s: never).
+    #[serde(deserialize_with = "duration")]
+    pub disable_after: Duration,
     /// Outcomes written per database round trip.
     pub outcome_batch: usize,
     /// Longest an outcome waits for its batch to fill before it is written.
@@ -391,6 +394,7 @@ impl Settings {
             ("poll_interval", d(&self.poll_interval)),
             ("lease_duration", d(&self.lease_duration)),
             ("reap_interval", d(&self.reap_interval)),
+            ("disable_after", d(&self.disable_after)),
             ("outcome_batch", self.outcome_batch.to_string()),
             ("outcome_flush_interval", d(&self.outcome_flush_interval)),
             (

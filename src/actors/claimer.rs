@@ -128,7 +128,9 @@ impl Claimer {
             match result {
                 Ok((_token, jobs)) => {
                     act.retry.reset();
-                    let full = jobs.len() == limit;
+                    // A full batch means more is probably waiting. (The claim may return up to
+                    // one row fewer than asked for an odd limit.)
+                    let full = jobs.len() + 1 >= limit;
                     act.route(jobs);
                     if full || act.wake_again {
                         ctx.notify(Wake);

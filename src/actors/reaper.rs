@@ -1,4 +1,5 @@
-//! The reaper: returns expired leases to the queue.
+//! The reaper: returns expired leases to the queue, and disables endpoints that have been
+//! failing without a single success for `HERALD_DISABLE_AFTER`.
 //!
 //! A lease expires only when its holder died or lost its way (a live sender settles long
 //! before: the lease outlives the request timeout). Whatever the cause, the delivery becomes
@@ -17,6 +18,8 @@ const REAP_BATCH: i64 = 1000;
 pub struct Reaper {
     store: Store,
     interval: Duration,
+    /// Endpoints failing without a success for this long are disabled (`None`: never).
+    disable_after: Option<Duration>,
     running_since: Option<Instant>,
     health: Health,
     /// Set at shutdown: after its final stop the actor comes back idle.
@@ -24,10 +27,11 @@ pub struct Reaper {
 }
 
 impl Reaper {
-    pub fn new(store: Store, interval: Duration) -> Self {
+    pub fn new(store: Store, interval: Duration, disable_after: Option<Duration>) -> Self {
         Reaper {
             store,
             interval,
+            disable_after,
             running_since: None,
             health: Health::default(),
             terminated: false,
@@ -40,7 +44,13 @@ impl Reaper {
         }
         self.running_since = Some(Instant::now());
         let store = self.store.clone();
+        let disable_after = self.disable_after;
         let work = async move {
+            if let Some(after) = disable_after {
+                for (endpoint_id, reason) in store.disable_failing(after).await? {
+                    tracing::warn!(%endpoint_id, %reason, "endpoint disabled: failing for too long");
+                }
+            }
             let mut total = 0u64;
             loop {
                 let n = store.reap_expired(REAP_BATCH).await?;

@@ -42,6 +42,7 @@ pub struct DispatcherConfig {
     pub recorder: RecorderConfig,
     pub claimer: ClaimerConfig,
     pub reap_interval: Duration,
+    pub disable_after: Option<Duration>,
     pub heartbeat_interval: Duration,
     pub stall_timeout: Duration,
     pub health_log_interval: Duration,
@@ -85,6 +86,7 @@ impl DispatcherConfig {
                 backlog_interval: s.health_log_interval.min(Duration::from_secs(10)),
             },
             reap_interval: s.reap_interval,
+            disable_after: (!s.disable_after.is_zero()).then_some(s.disable_after),
             heartbeat_interval: s.heartbeat_interval,
             stall_timeout: s.stall_timeout,
             health_log_interval: s.health_log_interval,
@@ -241,7 +243,7 @@ impl Supervisor {
     fn spawn_reaper(&self, arbiter: &Arbiter) -> Addr<Reaper> {
         let config = self.config.clone();
         actix::Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
-            Reaper::new(config.store(1), config.reap_interval)
+            Reaper::new(config.store(1), config.reap_interval, config.disable_after)
         })
     }
 

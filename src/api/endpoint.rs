@@ -247,6 +247,7 @@ pub async fn save(pool: &PgPool, id: &str, f: &EndpointFields) -> ApiResult<Endp
         "UPDATE herald.endpoint SET uid = $2, url = $3, description = $4, rate_limit = $5, \
          disabled_reason = CASE WHEN NOT $6 THEN NULL WHEN disabled THEN disabled_reason ELSE $7 END, \
          disabled_at = CASE WHEN NOT $6 THEN NULL WHEN disabled THEN disabled_at ELSE now() END, \
+         first_failure_at = CASE WHEN NOT $6 AND disabled THEN NULL ELSE first_failure_at END, \
          disabled = $6, event_types = $8, channels = $9, metadata = $10, version = version + 1, updated_at = now() \
          WHERE id = $1 RETURNING {COLUMNS}"
     );

@@ -315,7 +315,8 @@ async fn stats(
 async fn enable(pool: web::Data<PgPool>, path: EndpointPath) -> ApiResult<HttpResponse> {
     let (_, e) = endpoint::resolve(&pool, &path).await?;
     let sql = format!(
-        "UPDATE herald.endpoint SET disabled = false, disabled_reason = NULL, disabled_at = NULL, updated_at = now() \
+        "UPDATE herald.endpoint SET disabled = false, disabled_reason = NULL, disabled_at = NULL, \
+         first_failure_at = NULL, updated_at = now() \
          WHERE id = $1 RETURNING {COLUMNS}"
     );
     let out: endpoint::EndpointOut = sqlx::query_as(&sql)

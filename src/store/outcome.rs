@@ -15,6 +15,10 @@ WITH input AS (
     SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::timestamptz[], $5::int[],
                          $6::smallint[], $7::text[], $8::text[])
         AS u(id, token, status, next_at, used, code, error, dead_reason)
+), tries AS (
+    SELECT * FROM unnest($9::bigint[], $10::text[], $11::int[], $12::timestamptz[], $13::int[],
+                         $14::smallint[], $15::bool[], $16::text[], $17::text[], $18::smallint[])
+        AS a(id, url, attempt_no, started_at, duration_ms, code, succeeded, response, error, trigger)
 ), updated AS (
     UPDATE herald.delivery d
     SET status = i.status::herald.delivery_status,
@@ -35,11 +39,16 @@ WITH input AS (
                                 response, error)
     SELECT u.id, u.message_id, u.endpoint_id, u.app_id, a.url, a.attempt_no,
            a.started_at, a.duration_ms, a.code, a.succeeded, a.trigger, a.response, a.error
-    FROM updated u
-    JOIN unnest($9::bigint[], $10::text[], $11::int[], $12::timestamptz[], $13::int[],
-                $14::smallint[], $15::bool[], $16::text[], $17::text[], $18::smallint[])
-        AS a(id, url, attempt_no, started_at, duration_ms, code, succeeded, response, error, trigger)
-      ON a.id = u.id
+    FROM updated u JOIN tries a ON a.id = u.id
+    RETURNING 1
+), failing_since AS (
+    -- Written only when it flips: a success clears it, the first failure after one sets it.
+    UPDATE herald.endpoint e
+    SET first_failure_at = CASE WHEN h.ok THEN NULL ELSE now() END
+    FROM (SELECT u.endpoint_id, bool_or(a.succeeded) AS ok
+          FROM updated u JOIN tries a ON a.id = u.id GROUP BY u.endpoint_id) h
+    WHERE e.id = h.endpoint_id
+      AND ((h.ok AND e.first_failure_at IS NOT NULL) OR (NOT h.ok AND e.first_failure_at IS NULL))
     RETURNING 1
 )
 SELECT id FROM updated
@@ -135,6 +144,41 @@ impl Columns {
 }
 
 impl Store {
+    /// Disables endpoints (410 Gone, or failing too long) and turns their waiting deliveries
+    /// into dead letters that say why. Returns the endpoints that were enabled until now.
+    pub async fn disable_endpoints(
+        &self,
+        ids: &[String],
+        reasons: &[String],
+    ) -> Result<u64, sqlx::Error> {
+        Ok(sqlx::query(DISABLE_ENDPOINTS)
+            .bind(ids)
+            .bind(reasons)
+            .execute(self.pool())
+            .await?
+            .rows_affected())
+    }
+
+    /// Disables every endpoint that has failed without a single success for `after`.
+    pub async fn disable_failing(
+        &self,
+        after: std::time::Duration,
+    ) -> Result<Vec<(String, String)>, sqlx::Error> {
+        let failing: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, 'no successful delivery since ' || to_char(first_failure_at AT TIME ZONE 'UTC', \
+                    'YYYY-MM-DD HH24:MI:SS') || ' UTC (HERALD_DISABLE_AFTER)' \
+             FROM herald.endpoint WHERE NOT disabled AND first_failure_at < now() - make_interval(secs => $1)",
+        )
+        .bind(after.as_secs_f64())
+        .fetch_all(self.pool())
+        .await?;
+        if !failing.is_empty() {
+            let (ids, reasons): (Vec<String>, Vec<String>) = failing.iter().cloned().unzip();
+            self.disable_endpoints(&ids, &reasons).await?;
+        }
+        Ok(failing)
+    }
+
     pub async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<Recorded, sqlx::Error> {
         if outcomes.is_empty() {
             return Ok(Recorded::default());
@@ -177,11 +221,7 @@ impl Store {
             .unzip();
         if !gone_ids.is_empty() {
             // Idempotent, so a failure here is repaired by the next 410 from the same receiver.
-            sqlx::query(DISABLE_ENDPOINTS)
-                .bind(&gone_ids)
-                .bind(&gone_reasons)
-                .execute(self.pool())
-                .await?;
+            self.disable_endpoints(&gone_ids, &gone_reasons).await?;
         }
         let stale = outcomes.len() - applied.len();
         Ok(Recorded { applied, stale })

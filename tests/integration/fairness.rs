@@ -177,3 +177,82 @@ async fn rate_limit_holds_at_the_receiver() {
     );
     t.finish().await;
 }
+
+#[actix_rt::test]
+async fn an_endpoint_failing_too_long_is_disabled_and_can_be_re_enabled() {
+    let t = spawn_app_with(&[
+        ("HERALD_DISABLE_AFTER", "1s"),
+        (
+            "HERALD_RETRY_SCHEDULE",
+            "200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms",
+        ),
+    ])
+    .await;
+    let api = t.api();
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&receiver)
+        .await;
+    api.expect(
+        201,
+        "POST",
+        "/api/v1/app",
+        Some(json!({"name": "Acme", "uid": "acme"})),
+    )
+    .await;
+    let ep = api
+        .expect(
+            201,
+            "POST",
+            "/api/v1/app/acme/endpoint",
+            Some(json!({"url": receiver.uri()})),
+        )
+        .await;
+    let path = format!("/api/v1/app/acme/endpoint/{}", ep["id"].as_str().unwrap());
+    api.expect(
+        202,
+        "POST",
+        "/api/v1/app/acme/msg",
+        Some(json!({"eventType": "a", "payload": {}})),
+    )
+    .await;
+
+    let disabled = wait_until(WAIT, || api.get(&path), |(_, e)| e["disabled"] == true).await;
+    assert!(
+        disabled,
+        "disabled after failing for longer than HERALD_DISABLE_AFTER"
+    );
+    let e = api.expect(200, "GET", &path, None).await;
+    assert!(
+        e["disabledReason"]
+            .as_str()
+            .unwrap()
+            .contains("no successful delivery since"),
+        "{e}"
+    );
+    t.wait_for_count(
+        "SELECT count(*) FROM herald.delivery WHERE status = 'dead'",
+        1,
+        WAIT,
+    )
+    .await;
+
+    let enabled = api
+        .expect(200, "POST", &format!("{path}/enable"), None)
+        .await;
+    assert_eq!(
+        (
+            enabled["disabled"].as_bool(),
+            enabled["disabledReason"].is_null()
+        ),
+        (Some(false), true)
+    );
+    let clock: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("SELECT first_failure_at FROM herald.endpoint")
+            .fetch_one(&t.pool)
+            .await
+            .unwrap();
+    assert_eq!(clock, None, "re-enabling restarts the failure clock");
+    t.finish().await;
+}
