@@ -122,6 +122,8 @@ pub struct Settings {
     pub claim_batch: usize,
     /// Deliveries one instance holds leased but not yet settled; claiming pauses above it.
     pub max_in_flight: usize,
+    /// Of those, how many one endpoint may hold (its deliveries are skipped above it).
+    pub max_in_flight_per_endpoint: usize,
     /// Fallback wake-up of the claimer when no NOTIFY arrives.
     #[serde(deserialize_with = "duration")]
     pub poll_interval: Duration,
@@ -244,6 +246,10 @@ impl Settings {
             ("breaker_window", self.breaker_window),
             ("claim_batch", self.claim_batch),
             ("max_in_flight", self.max_in_flight),
+            (
+                "max_in_flight_per_endpoint",
+                self.max_in_flight_per_endpoint,
+            ),
             ("outcome_batch", self.outcome_batch),
             ("database_pool_size", self.database_pool_size as usize),
             ("max_payload_bytes", self.max_payload_bytes),
@@ -391,6 +397,10 @@ impl Settings {
             ("breaker_max_cooldown", d(&self.breaker_max_cooldown)),
             ("claim_batch", self.claim_batch.to_string()),
             ("max_in_flight", self.max_in_flight.to_string()),
+            (
+                "max_in_flight_per_endpoint",
+                self.max_in_flight_per_endpoint.to_string(),
+            ),
             ("poll_interval", d(&self.poll_interval)),
             ("lease_duration", d(&self.lease_duration)),
             ("reap_interval", d(&self.reap_interval)),

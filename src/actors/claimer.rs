@@ -8,6 +8,7 @@
 use std::{
     collections::HashMap,
     hash::{Hash, Hasher},
+    rc::Rc,
     time::{Duration, Instant},
 };
 
@@ -35,6 +36,14 @@ pub struct Wake;
 #[rtype(result = "()")]
 pub struct Settled(pub Vec<i64>);
 
+/// A sender will not take this endpoint's deliveries before `until`: do not claim them.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PauseEndpoint {
+    pub endpoint_id: String,
+    pub until: Instant,
+}
+
 /// Shutdown: stop claiming for good.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -55,6 +64,8 @@ pub struct ClaimerConfig {
     pub owner: String,
     pub batch: usize,
     pub max_in_flight: usize,
+    /// Leases one endpoint may hold: a slow endpoint cannot take the whole budget.
+    pub max_in_flight_per_endpoint: usize,
     pub lease: Duration,
     pub poll_interval: Duration,
     /// How often the due backlog is counted for the health line.
@@ -66,8 +77,12 @@ pub struct Claimer {
     store: Store,
     senders: Vec<Addr<Sender>>,
     recorder: Addr<Recorder>,
-    /// Leases held, with when they expire: the back-pressure count.
-    leased: HashMap<i64, Instant>,
+    /// Leases held, with when they expire and their endpoint: the back-pressure count.
+    leased: HashMap<i64, (Instant, Rc<str>)>,
+    /// Leases held per endpoint.
+    per_endpoint: HashMap<Rc<str>, usize>,
+    /// Endpoints not to claim for, until when.
+    paused_endpoints: HashMap<String, Instant>,
     claim_started: Option<Instant>,
     /// A wake arrived while a claim was running: claim again when it finishes.
     wake_again: bool,
@@ -92,6 +107,8 @@ impl Claimer {
             senders,
             recorder,
             leased: HashMap::new(),
+            per_endpoint: HashMap::new(),
+            paused_endpoints: HashMap::new(),
             claim_started: None,
             wake_again: false,
             paused: false,
@@ -112,7 +129,13 @@ impl Claimer {
         }
         let now = Instant::now();
         // A lease whose outcome never came back (its sender died) is the reaper's now.
-        self.leased.retain(|_, expires| *expires > now);
+        let expired: Vec<i64> = self
+            .leased
+            .iter()
+            .filter(|(_, (e, _))| *e <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        self.release(&expired);
         let room = self.config.max_in_flight.saturating_sub(self.leased.len());
         if room == 0 {
             return; // Settled wakes us when there is room again.
@@ -120,9 +143,17 @@ impl Claimer {
         let limit = room.min(self.config.batch);
         self.claim_started = Some(now);
         self.wake_again = false;
+        self.paused_endpoints.retain(|_, until| *until > now);
+        let cap = self.config.max_in_flight_per_endpoint;
+        let full = self
+            .per_endpoint
+            .iter()
+            .filter(|(_, n)| **n >= cap)
+            .map(|(e, _)| e.to_string());
+        let paused: Vec<String> = self.paused_endpoints.keys().cloned().chain(full).collect();
         let store = self.store.clone();
         let (owner, lease) = (self.config.owner.clone(), self.config.lease);
-        let claim = async move { store.claim(&owner, limit, lease).await };
+        let claim = async move { store.claim(&owner, limit, lease, &paused).await };
         ctx.spawn(claim.into_actor(self).map(move |result, act, ctx| {
             act.claim_started = None;
             match result {
@@ -156,7 +187,13 @@ impl Claimer {
         let expires = Instant::now() + self.config.lease;
         let mut per_sender: Vec<Vec<Job>> = (0..self.senders.len()).map(|_| Vec::new()).collect();
         for job in jobs {
-            self.leased.insert(job.delivery_id, expires);
+            let endpoint: Rc<str> = match self.per_endpoint.get_key_value(job.endpoint.id.as_str())
+            {
+                Some((k, _)) => k.clone(),
+                None => Rc::from(job.endpoint.id.as_str()),
+            };
+            *self.per_endpoint.entry(endpoint.clone()).or_default() += 1;
+            self.leased.insert(job.delivery_id, (expires, endpoint));
             per_sender[sender_index(&job.endpoint.id, self.senders.len())].push(job);
         }
         for (sender, jobs) in self.senders.iter().zip(per_sender) {
@@ -180,6 +217,20 @@ impl Claimer {
                     };
                     self.recorder
                         .do_send(Record(Outcome::without_attempt(job, back)));
+                }
+            }
+        }
+    }
+
+    /// These leases are no longer ours to count.
+    fn release(&mut self, ids: &[i64]) {
+        for id in ids {
+            if let Some((_, endpoint)) = self.leased.remove(id) {
+                if let Some(n) = self.per_endpoint.get_mut(&endpoint) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.per_endpoint.remove(&endpoint);
+                    }
                 }
             }
         }
@@ -280,13 +331,26 @@ impl Handler<Wake> for Claimer {
 impl Handler<Settled> for Claimer {
     type Result = ();
     fn handle(&mut self, Settled(ids): Settled, ctx: &mut Context<Self>) {
-        let was_full = self.leased.len() >= self.config.max_in_flight;
-        for id in ids {
-            self.leased.remove(&id);
-        }
+        let was_full = self.leased.len() >= self.config.max_in_flight
+            || self
+                .per_endpoint
+                .values()
+                .any(|n| *n >= self.config.max_in_flight_per_endpoint);
+        self.release(&ids);
         if was_full {
             self.wake(ctx);
         }
+    }
+}
+
+impl Handler<PauseEndpoint> for Claimer {
+    type Result = ();
+    fn handle(&mut self, p: PauseEndpoint, _ctx: &mut Context<Self>) {
+        let until = self
+            .paused_endpoints
+            .entry(p.endpoint_id)
+            .or_insert(p.until);
+        *until = (*until).max(p.until);
     }
 }
 

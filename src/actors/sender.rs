@@ -18,6 +18,7 @@ use chrono::Utc;
 use futures_util::FutureExt;
 
 use super::{
+    claimer::{Claimer, PauseEndpoint},
     health::{Health, Heartbeat},
     recorder::{CircuitChanged, Record, Recorder},
 };
@@ -60,9 +61,15 @@ pub struct Drain;
 #[rtype(result = "()")]
 pub struct SetRecorder(pub Addr<Recorder>);
 
+/// The claimer (started after the senders, or replaced).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetClaimer(pub Addr<Claimer>);
+
 pub struct Sender {
     config: SenderConfig,
     recorder: Addr<Recorder>,
+    claimer: Option<Addr<Claimer>>,
     /// Created on this sender's own thread in `started` (awc clients are not `Send`).
     http: Option<Rc<HttpSender>>,
     lanes: HashMap<String, Lane>,
@@ -82,6 +89,7 @@ impl Sender {
         Sender {
             config,
             recorder,
+            claimer: None,
             http: None,
             lanes: HashMap::new(),
             blocked: VecDeque::new(),
@@ -117,6 +125,16 @@ impl Sender {
                 Step::Defer { jobs, after, why } => {
                     let at = Utc::now() + chrono::Duration::from_std(after).unwrap_or_default();
                     self.give_back(jobs, at, why);
+                    // An endpoint that cannot take more (breaker open, too slow) should not
+                    // be claimed for meanwhile; a rate-limited one still gets its share.
+                    if why != "rate limit" {
+                        if let Some(claimer) = &self.claimer {
+                            claimer.do_send(PauseEndpoint {
+                                endpoint_id: endpoint_id.to_string(),
+                                until: Instant::now() + after,
+                            });
+                        }
+                    }
                 }
                 Step::WaitFor(wait) => {
                     let lane = self.lanes.get_mut(endpoint_id).expect("present");
@@ -336,6 +354,14 @@ impl Handler<SetRecorder> for Sender {
 
     fn handle(&mut self, SetRecorder(addr): SetRecorder, _ctx: &mut Context<Self>) {
         self.recorder = addr;
+    }
+}
+
+impl Handler<SetClaimer> for Sender {
+    type Result = ();
+
+    fn handle(&mut self, SetClaimer(addr): SetClaimer, _ctx: &mut Context<Self>) {
+        self.claimer = Some(addr);
     }
 }
 

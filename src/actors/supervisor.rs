@@ -81,6 +81,7 @@ impl DispatcherConfig {
                 owner,
                 batch: s.claim_batch,
                 max_in_flight: s.max_in_flight,
+                max_in_flight_per_endpoint: s.max_in_flight_per_endpoint,
                 lease: s.lease_duration,
                 poll_interval: s.poll_interval,
                 backlog_interval: s.health_log_interval.min(Duration::from_secs(10)),
@@ -266,6 +267,7 @@ impl Supervisor {
                 let addr = self.spawn_sender(&arbiter);
                 if let Some(c) = &self.claimer {
                     c.do_send(claimer::SetSender(i, addr.clone()));
+                    addr.do_send(sender::SetClaimer(c.clone()));
                 }
                 if i < self.senders.len() {
                     self.senders[i] = addr.clone();
@@ -278,6 +280,9 @@ impl Supervisor {
                 let addr = self.spawn_claimer(&arbiter);
                 if let Some(r) = &self.recorder {
                     r.do_send(SetClaimer(addr.clone()));
+                }
+                for s in &self.senders {
+                    s.do_send(sender::SetClaimer(addr.clone()));
                 }
                 self.claimer = Some(addr.clone());
                 Box::new(addr)

@@ -47,6 +47,10 @@ pub enum Step {
 pub struct Lane {
     queue: VecDeque<(Instant, Job)>,
     pub in_flight: usize,
+    /// Start times of the requests under way, oldest first (completions are roughly FIFO).
+    started: VecDeque<Instant>,
+    /// Moving average of how long this endpoint takes to answer.
+    typical: Option<Duration>,
     breaker: Breaker,
     limiter: Option<(u32, DefaultDirectRateLimiter)>,
     pub last_active: Instant,
@@ -59,6 +63,8 @@ impl Lane {
         Lane {
             queue: VecDeque::new(),
             in_flight: 0,
+            started: VecDeque::new(),
+            typical: None,
             breaker: Breaker::new(config.breaker.clone()),
             limiter: None,
             last_active: Instant::now(),
@@ -88,7 +94,7 @@ impl Lane {
             return (Step::Idle, None);
         };
         if self.in_flight >= config.concurrency {
-            return (Step::Idle, None);
+            return (self.shed(config, now), None);
         }
         let rate = head.endpoint.rate_limit.or(config.default_rate);
         if let Some(wait) = self.rate_wait(rate) {
@@ -122,8 +128,38 @@ impl Lane {
         }
         let (_, job) = self.queue.pop_front().expect("checked above");
         self.in_flight += 1;
+        self.started.push_back(now);
         self.last_active = now;
         (Step::Start(job), transition)
+    }
+
+    /// The endpoint is at its concurrency cap. Jobs that would wait longer than half of
+    /// `max_hold` for a slot go back to the queue now: a slow or hanging receiver must not
+    /// sit on leases (the claimer's budget) that other endpoints' deliveries need.
+    fn shed(&mut self, config: &LaneConfig, now: Instant) -> Step {
+        let oldest = self
+            .started
+            .front()
+            .map(|t| now.duration_since(*t))
+            .unwrap_or_default();
+        let per_request = self
+            .typical
+            .unwrap_or_default()
+            .max(oldest)
+            .max(Duration::from_millis(1));
+        let budget = config.max_hold / 2;
+        let keep = ((budget.as_secs_f64() / per_request.as_secs_f64()) * config.concurrency as f64)
+            as usize;
+        let keep = keep.max(config.concurrency);
+        if self.queue.len() <= keep {
+            return Step::Idle;
+        }
+        let jobs = self.queue.drain(keep..).map(|(_, j)| j).collect();
+        Step::Defer {
+            jobs,
+            after: budget.max(Duration::from_secs(1)),
+            why: "endpoint busy",
+        }
     }
 
     /// `None` when a request may go now (and takes its slot), else how long to wait.
@@ -150,6 +186,13 @@ impl Lane {
     /// A request finished; `attempted` is false when no HTTP attempt was made.
     pub fn finished(&mut self, attempted: bool, success: bool, now: Instant) -> Option<Transition> {
         self.in_flight = self.in_flight.saturating_sub(1);
+        if let Some(start) = self.started.pop_front() {
+            let took = now.duration_since(start);
+            self.typical = Some(match self.typical {
+                Some(avg) => avg.mul_f64(0.8) + took.mul_f64(0.2),
+                None => took,
+            });
+        }
         self.last_active = now;
         attempted
             .then(|| self.breaker.record(success, now))
@@ -279,6 +322,56 @@ mod tests {
         assert!(
             matches!(lane.next(&c, now).0, Step::WaitFor(_)),
             "the kept ones wait"
+        );
+    }
+
+    #[test]
+    fn a_hanging_endpoint_keeps_only_what_it_can_start_soon() {
+        let c = config(2, None); // max_hold 2s: jobs may wait up to 1s for a slot
+        let mut lane = Lane::new(&c);
+        let t0 = Instant::now();
+        for i in 0..100 {
+            lane.push(job(i), t0);
+        }
+        assert!(matches!(lane.next(&c, t0).0, Step::Start(_)));
+        assert!(matches!(lane.next(&c, t0).0, Step::Start(_)));
+        // Both requests have been open for 500ms: a slot frees every 250ms at best, so
+        // only about 4 queued jobs can start within a second.
+        match lane.next(&c, t0 + Duration::from_millis(500)).0 {
+            Step::Defer { jobs, why, .. } => {
+                assert_eq!(why, "endpoint busy");
+                assert_eq!(lane.queued(), 4);
+                assert_eq!(jobs.len(), 94);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_fast_endpoint_keeps_its_backlog() {
+        let c = config(2, None);
+        let mut lane = Lane::new(&c);
+        let t0 = Instant::now();
+        for i in 0..1000 {
+            lane.push(job(i), t0);
+        }
+        for _ in 0..2 {
+            let Step::Start(_) = lane.next(&c, t0).0 else {
+                panic!("starts")
+            };
+        }
+        lane.finished(true, true, t0 + Duration::from_millis(1));
+        let Step::Start(_) = lane.next(&c, t0 + Duration::from_millis(1)).0 else {
+            panic!("starts")
+        };
+        assert!(matches!(
+            lane.next(&c, t0 + Duration::from_millis(1)).0,
+            Step::Idle
+        ));
+        assert_eq!(
+            lane.queued(),
+            997,
+            "1ms per request: everything starts within a second"
         );
     }
 

@@ -21,19 +21,22 @@ use crate::{
 /// Not strict FIFO: half the batch is the oldest due rows, half the newest. A backlog (one
 /// endpoint's burst, or a receiver coming back after an outage) still drains from its old
 /// end at full speed, but a fresh delivery to any other endpoint is taken by the next claim
-/// instead of waiting behind the whole backlog. (Within one transaction SKIP LOCKED does not
+/// instead of waiting behind the whole backlog.
+///
+/// `paused` endpoints (circuit open, or too slow to take more) are skipped: this instance
+/// would only hand their deliveries straight back. (Within one transaction SKIP LOCKED does not
 /// skip our own locks, so when few rows are due the halves overlap; UNION removes the
 /// duplicates.)
 const CLAIM: &str = r#"
 WITH oldest AS (
     SELECT id FROM herald.delivery
-    WHERE status = 'pending' AND next_attempt_at <= now()
+    WHERE status = 'pending' AND next_attempt_at <= now() AND endpoint_id <> ALL ($5::text[])
     ORDER BY next_attempt_at
     LIMIT $1
     FOR UPDATE SKIP LOCKED
 ), newest AS (
     SELECT id FROM herald.delivery
-    WHERE status = 'pending' AND next_attempt_at <= now()
+    WHERE status = 'pending' AND next_attempt_at <= now() AND endpoint_id <> ALL ($5::text[])
     ORDER BY next_attempt_at DESC
     LIMIT $1
     FOR UPDATE SKIP LOCKED
@@ -66,6 +69,7 @@ impl Store {
         owner: &str,
         limit: usize,
         lease: Duration,
+        paused: &[String],
     ) -> Result<(Uuid, Vec<Job>), sqlx::Error> {
         let token = Uuid::new_v4();
         let rows = sqlx::query(CLAIM)
@@ -73,6 +77,7 @@ impl Store {
             .bind(owner)
             .bind(token)
             .bind(lease.as_secs_f64())
+            .bind(paused)
             .fetch_all(self.pool())
             .await?;
 

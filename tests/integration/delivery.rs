@@ -362,7 +362,7 @@ async fn outcome_with_a_stale_lease_token_changes_nothing() {
     let store = Store::from_pool(t.pool.clone());
 
     let (_, first) = store
-        .claim("instance-a", 10, Duration::from_secs(60))
+        .claim("instance-a", 10, Duration::from_secs(60), &[])
         .await
         .unwrap();
     assert_eq!(first.len(), 1);
@@ -373,7 +373,7 @@ async fn outcome_with_a_stale_lease_token_changes_nothing() {
         .unwrap();
     assert_eq!(store.reap_expired(100).await.unwrap(), 1);
     let (_, second) = store
-        .claim("instance-b", 10, Duration::from_secs(60))
+        .claim("instance-b", 10, Duration::from_secs(60), &[])
         .await
         .unwrap();
     assert_eq!(second.len(), 1);

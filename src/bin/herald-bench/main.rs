@@ -16,7 +16,7 @@ use std::{
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use herald::signing::Secret;
-use receiver::Receiver;
+use receiver::{Receiver, Tally};
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 
 #[derive(Parser)]
@@ -51,6 +51,23 @@ enum Scenario {
         /// Messages per enqueue transaction.
         #[arg(long, default_value_t = 1000)]
         batch: usize,
+    },
+    /// One endpoint holds a backlog of N deliveries while another receives a steady trickle:
+    /// the quiet endpoint's enqueue-to-receive latency must not depend on the backlog.
+    Fairness {
+        #[arg(long, default_value_t = 100_000)]
+        backlog: usize,
+        /// Messages per second offered to the quiet endpoint while the backlog drains.
+        #[arg(long, default_value_t = 10)]
+        rate: u32,
+    },
+    /// Healthy endpoints' throughput alone, then with one more endpoint that hangs until
+    /// Herald's request timeout on every request.
+    Hanging {
+        #[arg(long, default_value_t = 20_000)]
+        messages: usize,
+        #[arg(long, default_value_t = 4)]
+        endpoints: usize,
     },
 }
 
@@ -96,24 +113,46 @@ impl Bench {
         Ok(())
     }
 
-    async fn setup_endpoints(&self, url: &str, endpoints: usize) -> anyhow::Result<String> {
-        let app: String = sqlx::query_scalar(
-            "INSERT INTO herald.application (uid, name) VALUES ('bench', 'bench') RETURNING id",
+    async fn create_app(&self, uid: &str) -> anyhow::Result<String> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO herald.application (uid, name) VALUES ($1, $1) RETURNING id",
         )
+        .bind(uid)
         .fetch_one(&self.pool)
-        .await?;
-        for _ in 0..endpoints {
-            let ep: String = sqlx::query_scalar(
-                "INSERT INTO herald.endpoint (app_id, url) VALUES ($1, $2) RETURNING id",
-            )
-            .bind(&app)
-            .bind(url)
-            .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// An endpoint of `app` at `url`, subscribed to `event_type` (or everything).
+    async fn add_endpoint(
+        &self,
+        app: &str,
+        url: &str,
+        event_type: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let ep: String =
+            sqlx::query_scalar("INSERT INTO herald.endpoint (app_id, url, event_types) VALUES ($1, $2, $3) RETURNING id")
+                .bind(app)
+                .bind(url)
+                .bind(event_type.map(|e| vec![e.to_string()]))
+                .fetch_one(&self.pool)
+                .await?;
+        sqlx::query("INSERT INTO herald.endpoint_secret (endpoint_id, key) VALUES ($1, $2)")
+            .bind(&ep)
+            .bind(self.secret.as_bytes())
+            .execute(&self.pool)
             .await?;
-            sqlx::query("INSERT INTO herald.endpoint_secret (endpoint_id, key) VALUES ($1, $2)")
-                .bind(&ep)
-                .bind(self.secret.as_bytes())
-                .execute(&self.pool)
+        Ok(())
+    }
+
+    /// One application with `endpoints` endpoints labelled e0, e1, ...
+    async fn setup_endpoints(
+        &self,
+        receiver: &Receiver,
+        endpoints: usize,
+    ) -> anyhow::Result<String> {
+        let app = self.create_app("bench").await?;
+        for i in 0..endpoints {
+            self.add_endpoint(&app, &receiver.url(&format!("e{i}")), None)
                 .await?;
         }
         Ok(app)
@@ -121,6 +160,16 @@ impl Bench {
 
     /// Enqueues `n` messages in transactions of `batch`; returns messages per second.
     async fn enqueue(&self, app: &str, n: usize, batch: usize) -> anyhow::Result<f64> {
+        self.enqueue_type(app, "payment.confirmed", n, batch).await
+    }
+
+    async fn enqueue_type(
+        &self,
+        app: &str,
+        event_type: &str,
+        n: usize,
+        batch: usize,
+    ) -> anyhow::Result<f64> {
         let started = Instant::now();
         let mut sent = 0;
         while sent < n {
@@ -132,8 +181,9 @@ impl Bench {
                     chrono::Utc::now().timestamp_micros(),
                     sent + i
                 );
-                sqlx::query("SELECT herald.send_message($1, 'payment.confirmed', $2)")
+                sqlx::query("SELECT herald.send_message($1, $2, $3)")
                     .bind(app)
+                    .bind(event_type)
                     .bind(payload)
                     .execute(&mut *tx)
                     .await?;
@@ -157,7 +207,7 @@ impl Bench {
 }
 
 /// The `herald` binary built beside this one, as a child process.
-fn start_herald(database_url: &str, senders: usize) -> anyhow::Result<Child> {
+fn start_herald(database_url: &str, senders: usize, env: &[(&str, &str)]) -> anyhow::Result<Child> {
     let exe = std::env::current_exe()?.with_file_name("herald");
     if !exe.exists() {
         bail!(
@@ -174,6 +224,7 @@ fn start_herald(database_url: &str, senders: usize) -> anyhow::Result<Child> {
         .env("HERALD_LOG_LEVEL", "warn")
         // The receiver is local; Herald refuses loopback destinations unless allowed.
         .env("HERALD_ALLOWED_CIDRS", "127.0.0.0/8")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .spawn()?)
 }
@@ -202,32 +253,42 @@ async fn burn_down(
     batch: usize,
 ) -> anyhow::Result<serde_json::Value> {
     let receiver = Receiver::start(bench.secret.clone(), 1)?;
-    let app = bench.setup_endpoints(&receiver.url, endpoints).await?;
+    let app = bench.setup_endpoints(&receiver, endpoints).await?;
     let ingest_rate = bench.enqueue(&app, messages, batch).await?;
     let deliveries = messages * endpoints;
     let tx_before = bench.transactions().await?;
 
     // The clock runs from the moment Herald is started, start-up included.
     let started = Instant::now();
-    let herald = start_herald(&bench.database_url, cli.senders)?;
+    let herald = start_herald(&bench.database_url, cli.senders, &[])?;
     let pid = herald.id();
-    let all_arrived = receiver.wait_for(messages, Duration::from_secs(600)).await;
     let all_recorded = wait_succeeded(&bench.pool, deliveries, Duration::from_secs(600)).await?;
     let elapsed = started.elapsed();
     let rss = peak_rss_mib(pid);
     stop(herald)?;
     let tx_after = bench.transactions().await?;
-    let tally = receiver.tally.clone();
+    let tallies = receiver.tallies.clone();
     receiver.stop().await;
-    if !(all_arrived && all_recorded) {
+    if !all_recorded {
         bail!("Herald did not deliver everything within the time limit");
     }
-    let t = tally.lock().unwrap();
-    let window = match (t.first, t.last) {
+    let t = tallies.lock().unwrap();
+    let (mut arrivals, mut lost, mut duplicates) = (0u64, 0usize, 0u64);
+    let (mut first, mut last): (Option<Instant>, Option<Instant>) = (None, None);
+    for i in 0..endpoints {
+        let tally = t.by_label.get(&format!("e{i}"));
+        arrivals += tally.map(|t| t.arrivals()).unwrap_or(0);
+        duplicates += tally.map(|t| t.duplicates()).unwrap_or(0);
+        lost += messages.saturating_sub(tally.map(|t| t.received()).unwrap_or(0));
+        if let Some(tally) = tally {
+            first = first.min(tally.first).or(tally.first);
+            last = last.max(tally.last);
+        }
+    }
+    let window = match (first, last) {
         (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
         _ => 0.0,
     };
-    let received: u64 = t.seen.values().map(|n| *n as u64).sum();
     Ok(serde_json::json!({
         "scenario": "burn-down",
         "messages": messages,
@@ -237,12 +298,138 @@ async fn burn_down(
         "enqueue_per_sec": round(ingest_rate),
         "elapsed_s": round(elapsed.as_secs_f64()),
         "deliveries_per_sec": round(deliveries as f64 / elapsed.as_secs_f64()),
-        "deliveries_per_sec_first_to_last": round(if window > 0.0 { received as f64 / window } else { 0.0 }),
+        "deliveries_per_sec_first_to_last": round(if window > 0.0 { arrivals as f64 / window } else { 0.0 }),
         "db_transactions_per_delivery": round((tx_after - tx_before) as f64 / deliveries as f64),
         "herald_peak_rss_mib": rss.map(round),
         "bad_signatures": t.bad_signatures,
-        "duplicates": t.duplicates(),
-        "lost": messages.saturating_sub(t.received()),
+        "duplicates": duplicates,
+        "lost": lost,
+    }))
+}
+
+async fn fairness(
+    cli: &Cli,
+    bench: &Bench,
+    backlog: usize,
+    rate: u32,
+) -> anyhow::Result<serde_json::Value> {
+    let receiver = Receiver::start(bench.secret.clone(), 2)?;
+    let app = bench.create_app("bench").await?;
+    bench
+        .add_endpoint(&app, &receiver.url("busy"), Some("bulk"))
+        .await?;
+    bench
+        .add_endpoint(&app, &receiver.url("quiet"), Some("tick"))
+        .await?;
+    bench.enqueue_type(&app, "bulk", backlog, 1000).await?;
+
+    let started = Instant::now();
+    let herald = start_herald(&bench.database_url, cli.senders, &[])?;
+    // Offer the quiet endpoint `rate` messages per second until the backlog has drained.
+    let period = Duration::from_secs_f64(1.0 / rate as f64);
+    let mut ticks = 0usize;
+    let mut next = Instant::now();
+    while receiver.received("busy") < backlog && started.elapsed() < Duration::from_secs(600) {
+        if Instant::now() >= next {
+            bench.enqueue_type(&app, "tick", 1, 1).await?;
+            ticks += 1;
+            next += period;
+        }
+        actix_rt::time::sleep(Duration::from_millis(2)).await;
+    }
+    let drained = started.elapsed();
+    receiver
+        .wait_for("quiet", ticks, Duration::from_secs(30))
+        .await;
+    stop(herald)?;
+    let tallies = receiver.tallies.clone();
+    receiver.stop().await;
+    let t = tallies.lock().unwrap();
+    let (busy, quiet) = (&t.by_label["busy"], &t.by_label["quiet"]);
+    let busy_rate = backlog as f64 / drained.as_secs_f64();
+    Ok(serde_json::json!({
+        "scenario": "fairness",
+        "backlog": backlog,
+        "busy_drained_s": round(drained.as_secs_f64()),
+        "busy_deliveries_per_sec": round(busy_rate),
+        "quiet_messages": ticks,
+        "quiet_received": quiet.received(),
+        "quiet_latency_p50_ms": quiet.percentile_ms(50.0).map(round),
+        "quiet_latency_p99_ms": quiet.percentile_ms(99.0).map(round),
+        "quiet_latency_max_ms": quiet.percentile_ms(100.0).map(round),
+        "fifo_wait_estimate_s": round(backlog as f64 / busy_rate / 2.0),
+        "duplicates": busy.duplicates() + quiet.duplicates(),
+        "bad_signatures": t.bad_signatures,
+    }))
+}
+
+/// Healthy throughput (deliveries per second to the healthy endpoints) in one run.
+async fn healthy_throughput(
+    cli: &Cli,
+    server: &str,
+    messages: usize,
+    endpoints: usize,
+    hanging: bool,
+) -> anyhow::Result<(f64, u64)> {
+    let bench = Bench::create(server).await?;
+    let receiver = Receiver::start(bench.secret.clone(), 2)?;
+    let app = bench.create_app("bench").await?;
+    for i in 0..endpoints {
+        bench
+            .add_endpoint(&app, &receiver.url(&format!("e{i}")), None)
+            .await?;
+    }
+    if hanging {
+        bench
+            .add_endpoint(&app, &receiver.hanging_url("stuck"), None)
+            .await?;
+    }
+    bench.enqueue(&app, messages, 1000).await?;
+    let started = Instant::now();
+    let herald = start_herald(
+        &bench.database_url,
+        cli.senders,
+        &[("HERALD_REQUEST_TIMEOUT", "5s")],
+    )?;
+    for i in 0..endpoints {
+        if !receiver
+            .wait_for(&format!("e{i}"), messages, Duration::from_secs(600))
+            .await
+        {
+            bail!("healthy endpoint e{i} did not receive everything");
+        }
+    }
+    let rate = (messages * endpoints) as f64 / started.elapsed().as_secs_f64();
+    stop(herald)?;
+    let dup = receiver
+        .tallies
+        .lock()
+        .unwrap()
+        .by_label
+        .values()
+        .map(Tally::duplicates)
+        .sum();
+    receiver.stop().await;
+    bench.drop_database(server).await?;
+    Ok((rate, dup))
+}
+
+async fn hanging(
+    cli: &Cli,
+    messages: usize,
+    endpoints: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let (alone, d1) = healthy_throughput(cli, &cli.server, messages, endpoints, false).await?;
+    let (with_hanging, d2) =
+        healthy_throughput(cli, &cli.server, messages, endpoints, true).await?;
+    Ok(serde_json::json!({
+        "scenario": "hanging",
+        "messages": messages,
+        "healthy_endpoints": endpoints,
+        "healthy_deliveries_per_sec_alone": round(alone),
+        "healthy_deliveries_per_sec_with_hanging_endpoint": round(with_hanging),
+        "ratio": round(with_hanging / alone),
+        "duplicates": d1 + d2,
     }))
 }
 
@@ -280,6 +467,15 @@ fn print_report(report: &serde_json::Value) {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     actix_rt::System::new().block_on(async {
+        // This one runs twice, each on its own database.
+        if let Scenario::Hanging {
+            messages,
+            endpoints,
+        } = cli.scenario
+        {
+            print_report(&hanging(&cli, messages, endpoints).await?);
+            return Ok(());
+        }
         let bench = Bench::create(&cli.server).await?;
         let result = match cli.scenario {
             Scenario::BurnDown {
@@ -287,6 +483,8 @@ fn main() -> anyhow::Result<()> {
                 endpoints,
                 batch,
             } => burn_down(&cli, &bench, messages, endpoints, batch).await,
+            Scenario::Fairness { backlog, rate } => fairness(&cli, &bench, backlog, rate).await,
+            Scenario::Hanging { .. } => unreachable!("handled above"),
         };
         if !cli.keep_database {
             bench.drop_database(&cli.server).await?;

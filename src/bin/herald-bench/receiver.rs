@@ -1,5 +1,8 @@
 //! The benchmark's receiver: a local HTTP server that verifies every signature and counts
-//! what arrives, per message id, with its latency.
+//! what arrives, per endpoint label and message id, with enqueue-to-receive latency.
+//!
+//! `POST /hook/{label}` answers 204; `POST /hang/{label}` holds the request far longer than
+//! Herald's timeout (a receiver that hangs).
 
 use std::{
     collections::HashMap,
@@ -15,7 +18,6 @@ use herald::signing::Secret;
 pub struct Tally {
     /// Arrivals per webhook-id.
     pub seen: HashMap<String, u32>,
-    pub bad_signatures: u64,
     /// Enqueue-to-receive latencies, in microseconds.
     pub latencies_us: Vec<u64>,
     pub first: Option<Instant>,
@@ -26,54 +28,97 @@ impl Tally {
     pub fn received(&self) -> usize {
         self.seen.len()
     }
+    pub fn arrivals(&self) -> u64 {
+        self.seen.values().map(|n| *n as u64).sum()
+    }
     pub fn duplicates(&self) -> u64 {
         self.seen
             .values()
             .map(|n| (*n as u64).saturating_sub(1))
             .sum()
     }
+    /// Latency percentile in milliseconds.
+    pub fn percentile_ms(&self, p: f64) -> Option<f64> {
+        if self.latencies_us.is_empty() {
+            return None;
+        }
+        let mut v = self.latencies_us.clone();
+        v.sort_unstable();
+        let i = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
+        Some(v[i] as f64 / 1000.0)
+    }
+}
+
+#[derive(Default)]
+pub struct Tallies {
+    pub by_label: HashMap<String, Tally>,
+    pub bad_signatures: u64,
 }
 
 pub struct Receiver {
-    pub url: String,
-    pub tally: Arc<Mutex<Tally>>,
+    pub base: String,
+    pub tallies: Arc<Mutex<Tallies>>,
     handle: actix_web::dev::ServerHandle,
 }
 
 struct Shared {
     secret: Secret,
-    tally: Arc<Mutex<Tally>>,
+    tallies: Arc<Mutex<Tallies>>,
 }
 
 impl Receiver {
     pub fn start(secret: Secret, workers: usize) -> std::io::Result<Receiver> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
-        let url = format!("http://{}/hook", listener.local_addr()?);
-        let tally = Arc::new(Mutex::new(Tally::default()));
+        let base = format!("http://{}", listener.local_addr()?);
+        let tallies = Arc::new(Mutex::new(Tallies::default()));
         let shared = web::Data::new(Shared {
             secret,
-            tally: tally.clone(),
+            tallies: tallies.clone(),
         });
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(shared.clone())
                 .app_data(web::PayloadConfig::new(4 << 20))
-                .route("/hook", web::post().to(hook))
+                .route("/hook/{label}", web::post().to(hook))
+                .route("/hang/{label}", web::post().to(hang))
         })
         .workers(workers)
+        .max_connections(100_000)
         .disable_signals()
         .listen(listener)?
         .run();
         let handle = server.handle();
         actix_rt::spawn(server);
-        Ok(Receiver { url, tally, handle })
+        Ok(Receiver {
+            base,
+            tallies,
+            handle,
+        })
     }
 
-    /// Waits until `n` distinct messages arrived, or `timeout`.
-    pub async fn wait_for(&self, n: usize, timeout: Duration) -> bool {
+    pub fn url(&self, label: &str) -> String {
+        format!("{}/hook/{label}", self.base)
+    }
+
+    pub fn hanging_url(&self, label: &str) -> String {
+        format!("{}/hang/{label}", self.base)
+    }
+
+    pub fn received(&self, label: &str) -> usize {
+        self.tallies
+            .lock()
+            .unwrap()
+            .by_label
+            .get(label)
+            .map(Tally::received)
+            .unwrap_or(0)
+    }
+
+    /// Waits until `n` distinct messages arrived at `label`, or `timeout`.
+    pub async fn wait_for(&self, label: &str, n: usize, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.tally.lock().unwrap().received() >= n {
+            if self.received(label) >= n {
                 return true;
             }
             if Instant::now() > deadline {
@@ -88,7 +133,12 @@ impl Receiver {
     }
 }
 
-async fn hook(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+async fn hook(
+    req: HttpRequest,
+    label: web::Path<String>,
+    body: web::Bytes,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
     let now = Instant::now();
     let now_us = chrono::Utc::now().timestamp_micros();
     let header = |n: &str| {
@@ -108,16 +158,22 @@ async fn hook(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> 
     let sent_us = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v.get("t").and_then(|t| t.as_i64()));
-    let mut tally = shared.tally.lock().unwrap();
+    let mut tallies = shared.tallies.lock().unwrap();
     if !valid {
-        tally.bad_signatures += 1;
+        tallies.bad_signatures += 1;
         return HttpResponse::Unauthorized().finish();
     }
+    let tally = tallies.by_label.entry(label.into_inner()).or_default();
     *tally.seen.entry(id.to_string()).or_default() += 1;
     if let Some(sent) = sent_us {
         tally.latencies_us.push((now_us - sent).max(0) as u64);
     }
     tally.first.get_or_insert(now);
     tally.last = Some(now);
+    HttpResponse::NoContent().finish()
+}
+
+async fn hang() -> HttpResponse {
+    actix_rt::time::sleep(Duration::from_secs(600)).await;
     HttpResponse::NoContent().finish()
 }
