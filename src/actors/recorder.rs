@@ -168,13 +168,19 @@ impl Handler<Record> for Recorder {
 impl Handler<CircuitChanged> for Recorder {
     type Result = ();
 
-    /// Transitions are rare; each is written on its own, off the outcome path.
+    /// Transitions are rare; each is written on its own, off the outcome path. Opening also
+    /// postpones the endpoint's waiting deliveries to the end of the cool-down.
     fn handle(&mut self, c: CircuitChanged, ctx: &mut Context<Self>) {
         let (store, owner) = (self.store.clone(), self.config.owner.clone());
         let write = async move {
             store
                 .record_circuit(&owner, &c.endpoint_id, c.state, c.failures, c.until)
-                .await
+                .await?;
+            if let Some(until) = c.until {
+                let n = store.postpone_endpoint(&c.endpoint_id, until).await?;
+                tracing::info!(endpoint_id = %c.endpoint_id, postponed = n, %until, "circuit open: deliveries postponed");
+            }
+            Ok::<(), sqlx::Error>(())
         };
         ctx.spawn(write.into_actor(self).map(|result, _, _| {
             if let Err(error) = result {

@@ -30,3 +30,24 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// While an endpoint's circuit is open, its waiting deliveries are due no earlier than
+    /// the end of the cool-down: claims stop finding (and scanning past) them, and no
+    /// attempt is used.
+    pub async fn postpone_endpoint(
+        &self,
+        endpoint_id: &str,
+        until: DateTime<Utc>,
+    ) -> Result<u64, sqlx::Error> {
+        Ok(sqlx::query(
+            "UPDATE herald.delivery SET next_attempt_at = $2, updated_at = now() \
+             WHERE endpoint_id = $1 AND status = 'pending' AND next_attempt_at < $2",
+        )
+        .bind(endpoint_id)
+        .bind(until)
+        .execute(self.pool())
+        .await?
+        .rows_affected())
+    }
+}

@@ -40,13 +40,13 @@ WITH oldest AS (
     ORDER BY next_attempt_at DESC
     LIMIT $1
     FOR UPDATE SKIP LOCKED
-), due AS (
-    SELECT id FROM oldest UNION SELECT id FROM newest
 ), leased AS (
+    -- `= ANY(ARRAY(...))` keeps this a primary-key lookup per row under PostgreSQL's generic
+    -- plan for prepared statements, which otherwise joins by scanning the whole table.
     UPDATE herald.delivery d
     SET status = 'sending', lease_owner = $2, lease_token = $3,
         lease_expires_at = now() + make_interval(secs => $4), updated_at = now()
-    FROM due WHERE d.id = due.id
+    WHERE d.id = ANY (ARRAY(SELECT id FROM oldest UNION SELECT id FROM newest))
     RETURNING d.id, d.attempts, d.manual, d.message_id, d.endpoint_id
 ), endpoints AS MATERIALIZED (
     SELECT e.id, e.url, e.disabled, e.rate_limit, e.headers,

@@ -15,7 +15,7 @@ WITH expired AS (
 UPDATE herald.delivery d
 SET status = 'pending', lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
     next_attempt_at = now(), updated_at = now()
-FROM expired WHERE d.id = expired.id
+WHERE d.id = ANY (ARRAY(SELECT id FROM expired))
 "#;
 
 const RELEASE: &str = r#"

@@ -35,6 +35,9 @@ struct Cli {
     /// Keep the benchmark database afterwards.
     #[arg(long)]
     keep_database: bool,
+    /// Append the Herald process's log (info level) to this file.
+    #[arg(long)]
+    herald_log: Option<std::path::PathBuf>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -129,13 +132,27 @@ impl Bench {
         url: &str,
         event_type: Option<&str>,
     ) -> anyhow::Result<()> {
-        let ep: String =
-            sqlx::query_scalar("INSERT INTO herald.endpoint (app_id, url, event_types) VALUES ($1, $2, $3) RETURNING id")
-                .bind(app)
-                .bind(url)
-                .bind(event_type.map(|e| vec![e.to_string()]))
-                .fetch_one(&self.pool)
-                .await?;
+        self.add_endpoint_with_id(None, app, url, event_type).await
+    }
+
+    /// The same with a fixed id (endpoints are routed to senders by id).
+    async fn add_endpoint_with_id(
+        &self,
+        id: Option<&str>,
+        app: &str,
+        url: &str,
+        event_type: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let ep: String = sqlx::query_scalar(
+            "INSERT INTO herald.endpoint (id, app_id, url, event_types) \
+             VALUES (coalesce($4, herald.new_id('ep')), $1, $2, $3) RETURNING id",
+        )
+        .bind(app)
+        .bind(url)
+        .bind(event_type.map(|e| vec![e.to_string()]))
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?;
         sqlx::query("INSERT INTO herald.endpoint_secret (endpoint_id, key) VALUES ($1, $2)")
             .bind(&ep)
             .bind(self.secret.as_bytes())
@@ -207,7 +224,8 @@ impl Bench {
 }
 
 /// The `herald` binary built beside this one, as a child process.
-fn start_herald(database_url: &str, senders: usize, env: &[(&str, &str)]) -> anyhow::Result<Child> {
+fn start_herald(cli: &Cli, database_url: &str, env: &[(&str, &str)]) -> anyhow::Result<Child> {
+    let senders = cli.senders;
     let exe = std::env::current_exe()?.with_file_name("herald");
     if !exe.exists() {
         bail!(
@@ -221,11 +239,29 @@ fn start_herald(database_url: &str, senders: usize, env: &[(&str, &str)]) -> any
         .env("HERALD_DATABASE_URL", database_url)
         .env("HERALD_ROLE", "worker")
         .env("HERALD_SENDERS", senders.to_string())
-        .env("HERALD_LOG_LEVEL", "warn")
+        .env(
+            "HERALD_LOG_LEVEL",
+            if cli.herald_log.is_some() {
+                "info"
+            } else {
+                "warn"
+            },
+        )
+        .env("HERALD_LOG_FORMAT", "json")
+        .env("HERALD_HEALTH_LOG_INTERVAL", "1s")
+        .env("HERALD_HEARTBEAT_INTERVAL", "500ms")
         // The receiver is local; Herald refuses loopback destinations unless allowed.
         .env("HERALD_ALLOWED_CIDRS", "127.0.0.0/8")
         .envs(env.iter().copied())
-        .stdout(Stdio::null())
+        .stdout(match &cli.herald_log {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            ),
+            None => Stdio::null(),
+        })
         .spawn()?)
 }
 
@@ -260,7 +296,7 @@ async fn burn_down(
 
     // The clock runs from the moment Herald is started, start-up included.
     let started = Instant::now();
-    let herald = start_herald(&bench.database_url, cli.senders, &[])?;
+    let herald = start_herald(cli, &bench.database_url, &[])?;
     let pid = herald.id();
     let all_recorded = wait_succeeded(&bench.pool, deliveries, Duration::from_secs(600)).await?;
     let elapsed = started.elapsed();
@@ -324,7 +360,7 @@ async fn fairness(
     bench.enqueue_type(&app, "bulk", backlog, 1000).await?;
 
     let started = Instant::now();
-    let herald = start_herald(&bench.database_url, cli.senders, &[])?;
+    let herald = start_herald(cli, &bench.database_url, &[])?;
     // Offer the quiet endpoint `rate` messages per second until the backlog has drained.
     let period = Duration::from_secs_f64(1.0 / rate as f64);
     let mut ticks = 0usize;
@@ -374,21 +410,28 @@ async fn healthy_throughput(
     let bench = Bench::create(server).await?;
     let receiver = Receiver::start(bench.secret.clone(), 2)?;
     let app = bench.create_app("bench").await?;
+    // The same ids in both runs: endpoints are routed to senders by id, so the healthy
+    // ones land on the same senders with and without the hanging one.
     for i in 0..endpoints {
+        let (id, url) = (
+            format!("ep_bench_healthy_{i}"),
+            receiver.url(&format!("e{i}")),
+        );
         bench
-            .add_endpoint(&app, &receiver.url(&format!("e{i}")), None)
+            .add_endpoint_with_id(Some(&id), &app, &url, None)
             .await?;
     }
     if hanging {
+        let url = receiver.hanging_url("stuck");
         bench
-            .add_endpoint(&app, &receiver.hanging_url("stuck"), None)
+            .add_endpoint_with_id(Some("ep_bench_hanging"), &app, &url, None)
             .await?;
     }
     bench.enqueue(&app, messages, 1000).await?;
     let started = Instant::now();
     let herald = start_herald(
+        cli,
         &bench.database_url,
-        cli.senders,
         &[("HERALD_REQUEST_TIMEOUT", "5s")],
     )?;
     for i in 0..endpoints {
