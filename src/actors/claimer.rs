@@ -84,6 +84,10 @@ pub struct Claimer {
     /// Endpoints not to claim for, until when.
     paused_endpoints: HashMap<String, Instant>,
     claim_started: Option<Instant>,
+    /// The lease token of the claim under way: if a restart drops it, its rows are
+    /// released rather than left leased until they expire.
+    claim_token: Option<uuid::Uuid>,
+    orphaned: Vec<uuid::Uuid>,
     /// A wake arrived while a claim was running: claim again when it finishes.
     wake_again: bool,
     paused: bool,
@@ -110,6 +114,8 @@ impl Claimer {
             per_endpoint: HashMap::new(),
             paused_endpoints: HashMap::new(),
             claim_started: None,
+            claim_token: None,
+            orphaned: Vec::new(),
             wake_again: false,
             paused: false,
             backlog: None,
@@ -153,11 +159,18 @@ impl Claimer {
         let paused: Vec<String> = self.paused_endpoints.keys().cloned().chain(full).collect();
         let store = self.store.clone();
         let (owner, lease) = (self.config.owner.clone(), self.config.lease);
-        let claim = async move { store.claim(&owner, limit, lease, &paused).await };
+        let token = uuid::Uuid::new_v4();
+        self.claim_token = Some(token);
+        let claim = async move {
+            store
+                .claim_with_token(token, &owner, limit, lease, &paused)
+                .await
+        };
         ctx.spawn(claim.into_actor(self).map(move |result, act, ctx| {
             act.claim_started = None;
+            act.claim_token = None;
             match result {
-                Ok((_token, jobs)) => {
+                Ok(jobs) => {
                     act.retry.reset();
                     // A full batch means more is probably waiting. (The claim may return up to
                     // one row fewer than asked for an odd limit.)
@@ -219,6 +232,19 @@ impl Claimer {
                         .do_send(Record(Outcome::without_attempt(job, back)));
                 }
             }
+        }
+    }
+
+    /// Releases what claims cut short by a restart may have leased.
+    fn release_orphans(&mut self, ctx: &mut Context<Self>) {
+        for token in std::mem::take(&mut self.orphaned) {
+            let store = self.store.clone();
+            let release = async move { store.release_token(token).await };
+            ctx.spawn(release.into_actor(self).map(|result, _, _| match result {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(released = n, "returned the leases of a claim cut short by a restart"),
+                Err(error) => tracing::warn!(%error, "could not release an interrupted claim; its leases will expire"),
+            }));
         }
     }
 
@@ -303,6 +329,7 @@ impl Actor for Claimer {
         if self.terminated {
             return;
         }
+        self.release_orphans(ctx);
         self.listen(ctx);
         ctx.run_interval(self.config.poll_interval, |act, ctx| act.wake(ctx));
         ctx.run_interval(self.config.backlog_interval, |act, ctx| {
@@ -315,6 +342,7 @@ impl Actor for Claimer {
 impl Supervised for Claimer {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         self.claim_started = None;
+        self.orphaned.extend(self.claim_token.take());
         if !self.terminated {
             self.health.restarts += 1;
         }

@@ -5,7 +5,10 @@
 //! most one write is under way, and while it runs the next batch fills. A failed write is
 //! retried with backoff: the outcomes stay buffered (and their leases held) until written.
 
-use std::time::{Duration, Instant};
+use std::{
+    rc::Rc,
+    time::{Duration, Instant},
+};
 
 use actix::prelude::*;
 use backoff::backoff::Backoff;
@@ -48,8 +51,9 @@ pub struct Recorder {
     store: Store,
     claimer: Option<Addr<Claimer>>,
     buffer: Vec<Outcome>,
-    /// The batch being written, if any.
-    writing: usize,
+    /// The batch being written, if any. Shared with the write future so that a restart
+    /// (which drops the future) can put it back without copying.
+    writing: Option<Rc<Vec<Outcome>>>,
     write_started: Option<Instant>,
     flush_scheduled: bool,
     retry: backoff::ExponentialBackoff,
@@ -65,7 +69,7 @@ impl Recorder {
             store,
             claimer,
             buffer: Vec::new(),
-            writing: 0,
+            writing: None,
             write_started: None,
             flush_scheduled: false,
             retry: db_backoff(),
@@ -75,20 +79,17 @@ impl Recorder {
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.writing > 0 || self.buffer.is_empty() {
+        if self.writing.is_some() || self.buffer.is_empty() {
             return;
         }
         let take = self.buffer.len().min(self.config.batch);
-        let batch: Vec<Outcome> = self.buffer.drain(..take).collect();
-        self.writing = batch.len();
+        let batch = Rc::new(self.buffer.drain(..take).collect::<Vec<Outcome>>());
+        self.writing = Some(batch.clone());
         self.write_started = Some(Instant::now());
         let store = self.store.clone();
-        let write = async move {
-            let result = store.record_outcomes(&batch).await;
-            (batch, result)
-        };
-        ctx.spawn(write.into_actor(self).map(|(batch, result), act, ctx| {
-            act.writing = 0;
+        let write = async move { store.record_outcomes(&batch).await };
+        ctx.spawn(write.into_actor(self).map(|result, act, ctx| {
+            let batch = act.writing.take().map(unshare).unwrap_or_default();
             act.write_started = None;
             match result {
                 Ok(recorded) => {
@@ -117,6 +118,11 @@ impl Recorder {
     }
 }
 
+/// The batch back from its `Rc` (the write future that shared it is gone by now).
+fn unshare(batch: Rc<Vec<Outcome>>) -> Vec<Outcome> {
+    Rc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone())
+}
+
 /// Backoff for database retries: quick at first, capped, never giving up.
 pub fn db_backoff() -> backoff::ExponentialBackoff {
     backoff::ExponentialBackoff {
@@ -132,14 +138,21 @@ impl Actor for Recorder {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(65536);
+        // After a restart the buffer may hold outcomes (a write put back): write them now.
+        if !self.terminated {
+            self.flush(ctx);
+        }
     }
 }
 
 impl Supervised for Recorder {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        // A write in progress was cancelled with the old context; if it committed, its rows
-        // no longer carry our lease and writing them again changes nothing.
-        self.writing = 0;
+        // A write in progress was cancelled with the old context: its outcomes go back to the
+        // front of the buffer. If it had committed, its rows no longer carry their leases and
+        // writing them again changes nothing.
+        if let Some(batch) = self.writing.take() {
+            self.buffer.splice(0..0, unshare(batch));
+        }
         self.write_started = None;
         self.flush_scheduled = false;
         if !self.terminated {
@@ -203,7 +216,7 @@ impl Handler<Heartbeat> for Recorder {
 
     fn handle(&mut self, _: Heartbeat, _ctx: &mut Context<Self>) -> Self::Result {
         let mut health = self.health.clone();
-        health.in_flight = self.writing;
+        health.in_flight = self.writing.as_ref().map_or(0, |b| b.len());
         health.backlog = Some(self.buffer.len() as i64);
         health.busy_since = self.write_started;
         MessageResult(health)

@@ -72,6 +72,23 @@ impl Store {
         paused: &[String],
     ) -> Result<(Uuid, Vec<Job>), sqlx::Error> {
         let token = Uuid::new_v4();
+        Ok((
+            token,
+            self.claim_with_token(token, owner, limit, lease, paused)
+                .await?,
+        ))
+    }
+
+    /// The same with a token chosen by the caller, who can then release what this claim
+    /// leased even if it never saw the answer (see [`Store::release_token`]).
+    pub async fn claim_with_token(
+        &self,
+        token: Uuid,
+        owner: &str,
+        limit: usize,
+        lease: Duration,
+        paused: &[String],
+    ) -> Result<Vec<Job>, sqlx::Error> {
         let rows = sqlx::query(CLAIM)
             .bind(limit.div_ceil(2) as i64)
             .bind(owner)
@@ -106,7 +123,7 @@ impl Store {
                 endpoint,
             });
         }
-        Ok((token, jobs))
+        Ok(jobs)
     }
 
     /// How many deliveries are due now, counted up to `cap` (an exact count of a huge

@@ -49,6 +49,20 @@ impl Store {
         Ok(n)
     }
 
+    /// Returns the rows of one claim to the queue (a claimer that restarted mid-claim).
+    pub async fn release_token(&self, token: uuid::Uuid) -> Result<u64, sqlx::Error> {
+        let n = sqlx::query(
+            "UPDATE herald.delivery SET status = 'pending', lease_owner = NULL, lease_token = NULL, \
+             lease_expires_at = NULL, updated_at = now() WHERE lease_token = $1 AND status = 'sending'",
+        )
+        .bind(token)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        self.wake_if(n).await?;
+        Ok(n)
+    }
+
     /// Wakes every claimer (of every instance) when rows became due.
     async fn wake_if(&self, rows: u64) -> Result<(), sqlx::Error> {
         if rows > 0 {
