@@ -36,16 +36,10 @@ pub struct EventTypeOut {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct EventTypeIn {
     name: String,
-    description: String,
-    #[serde(default)]
-    archived: bool,
-    #[serde(default)]
-    deprecated: bool,
-    schemas: Option<serde_json::Value>,
-    feature_flag: Option<String>,
+    #[serde(flatten)]
+    rest: EventTypeUpdate,
 }
 
 /// PUT body: everything but the name, which is in the path.
@@ -71,29 +65,6 @@ struct EventTypePatch {
     schemas: Option<Option<serde_json::Value>>,
     #[serde(default, deserialize_with = "super::nullable")]
     feature_flag: Option<Option<String>>,
-}
-
-impl From<EventTypeIn> for (String, EventTypeUpdate) {
-    fn from(e: EventTypeIn) -> Self {
-        let EventTypeIn {
-            name,
-            description,
-            archived,
-            deprecated,
-            schemas,
-            feature_flag,
-        } = e;
-        (
-            name,
-            EventTypeUpdate {
-                description,
-                archived,
-                deprecated,
-                schemas,
-                feature_flag,
-            },
-        )
-    }
 }
 
 impl EventTypeUpdate {
@@ -161,7 +132,7 @@ async fn create(
     Json(input): Json<EventTypeIn>,
 ) -> ApiResult<HttpResponse> {
     validate::name("name", &input.name).map_err(|e| ApiError::Validation(vec![e]))?;
-    let (name, body) = input.into();
+    let EventTypeIn { name, rest: body } = input;
     body.validate()?;
     match save(&pool, &name, &body, false).await {
         Ok((e, _)) => Ok(HttpResponse::Created().json(e)),

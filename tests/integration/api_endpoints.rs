@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use serde_json::json;
-use wiremock::{matchers::method, Mock, MockServer, ResponseTemplate};
 
 use crate::support::*;
 
@@ -284,16 +283,7 @@ async fn secrets_headers_and_stats() {
 async fn send_example_recover_and_stats_against_a_receiver() {
     let t = spawn_app().await;
     let api = t.api();
-    let receiver = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(500))
-        .up_to_n_times(3)
-        .mount(&receiver)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&receiver)
-        .await;
+    let receiver = mock_receiver(&[(500, Some(3)), (200, None)]).await;
     api.expect(
         201,
         "POST",

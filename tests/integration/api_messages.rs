@@ -268,21 +268,7 @@ async fn attempts_destinations_and_resend() {
         .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
         .mount(&receiver)
         .await;
-    api.expect(
-        201,
-        "POST",
-        "/api/v1/app",
-        Some(json!({"name": "Acme", "uid": "acme"})),
-    )
-    .await;
-    let ep = api
-        .expect(
-            201,
-            "POST",
-            "/api/v1/app/acme/endpoint",
-            Some(json!({"url": receiver.uri()})),
-        )
-        .await;
+    let ep = api.acme_endpoint(json!({"url": receiver.uri()})).await;
     let ep_id = ep["id"].as_str().unwrap();
     let msg = api
         .expect(
@@ -439,31 +425,8 @@ async fn attempts_destinations_and_resend() {
 async fn dead_letters_are_listed_and_replayed() {
     let t = spawn_app().await;
     let api = t.api();
-    let receiver = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(503))
-        .up_to_n_times(6)
-        .mount(&receiver)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(204))
-        .mount(&receiver)
-        .await;
-    api.expect(
-        201,
-        "POST",
-        "/api/v1/app",
-        Some(json!({"name": "Acme", "uid": "acme"})),
-    )
-    .await;
-    let ep = api
-        .expect(
-            201,
-            "POST",
-            "/api/v1/app/acme/endpoint",
-            Some(json!({"url": receiver.uri()})),
-        )
-        .await;
+    let receiver = mock_receiver(&[(503, Some(6)), (204, None)]).await;
+    let ep = api.acme_endpoint(json!({"url": receiver.uri()})).await;
     for i in 0..2 {
         api.expect(
             202,

@@ -105,11 +105,7 @@ async fn fail_fail_succeed_records_three_attempts_with_same_body_and_new_signatu
 #[actix_rt::test]
 async fn receiver_that_always_fails_ends_dead_after_the_schedule() {
     let t = spawn_app().await; // schedule: 100ms, 100ms → 3 attempts
-    let receiver = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(502))
-        .mount(&receiver)
-        .await;
+    let receiver = mock_receiver(&[(502, None)]).await;
     let app = t.create_app("m").await;
     let (endpoint, _) = t.create_endpoint(&app, &receiver.uri(), None).await;
     let msg = t.send(&app, "order.created", "{}").await;
@@ -320,11 +316,7 @@ async fn timeouts_redirects_and_long_bodies_are_recorded_as_failures() {
 async fn abandoned_lease_is_delivered_again_after_it_expires() {
     // An API-only instance migrates the database but dispatches nothing.
     let t = spawn_app_with(&[("HERALD_ROLE", "api")]).await;
-    let receiver = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&receiver)
-        .await;
+    let receiver = mock_receiver(&[(200, None)]).await;
     let app = t.create_app("m").await;
     t.create_endpoint(&app, &receiver.uri(), None).await;
     let msg = t.send(&app, "a", "{}").await;

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use serde_json::json;
-use wiremock::{matchers::method, Mock, MockServer, ResponseTemplate};
 
 use crate::support::*;
 
@@ -74,20 +73,8 @@ async fn allowlist_and_https_requirement() {
     ])
     .await;
     let api = t.api();
-    api.expect(
-        201,
-        "POST",
-        "/api/v1/app",
-        Some(json!({"name": "Acme", "uid": "acme"})),
-    )
-    .await;
-    api.expect(
-        201,
-        "POST",
-        "/api/v1/app/acme/endpoint",
-        Some(json!({"url": "https://hooks.example.com/a"})),
-    )
-    .await;
+    api.acme_endpoint(json!({"url": "https://hooks.example.com/a"}))
+        .await;
     api.expect(
         201,
         "POST",
@@ -117,11 +104,7 @@ async fn forbidden_destinations_fail_at_send_time_with_the_reason_logged() {
         ("HERALD_RETRY_SCHEDULE", "1h"),
     ])
     .await;
-    let receiver = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&receiver)
-        .await;
+    let receiver = mock_receiver(&[(200, None)]).await;
     let app = t.create_app("m").await;
     let port = receiver.address().port();
     t.create_endpoint(&app, &format!("http://127.0.0.1:{port}/"), None)

@@ -34,21 +34,7 @@ async fn breaker_opens_defers_without_using_attempts_probes_and_closes() {
         .respond_with(ResponseTemplate::new(200))
         .mount(&receiver)
         .await;
-    api.expect(
-        201,
-        "POST",
-        "/api/v1/app",
-        Some(json!({"name": "Acme", "uid": "acme"})),
-    )
-    .await;
-    let ep = api
-        .expect(
-            201,
-            "POST",
-            "/api/v1/app/acme/endpoint",
-            Some(json!({"url": receiver.uri()})),
-        )
-        .await;
+    let ep = api.acme_endpoint(json!({"url": receiver.uri()})).await;
     let circuit = format!(
         "/api/v1/app/acme/endpoint/{}/circuit",
         ep["id"].as_str().unwrap()
@@ -110,25 +96,9 @@ async fn breaker_opens_defers_without_using_attempts_probes_and_closes() {
 async fn rate_limit_holds_at_the_receiver() {
     let t = spawn_app().await;
     let api = t.api();
-    let receiver = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(204))
-        .mount(&receiver)
+    let receiver = mock_receiver(&[(204, None)]).await;
+    api.acme_endpoint(json!({"url": receiver.uri(), "throttleRate": 5}))
         .await;
-    api.expect(
-        201,
-        "POST",
-        "/api/v1/app",
-        Some(json!({"name": "Acme", "uid": "acme"})),
-    )
-    .await;
-    api.expect(
-        201,
-        "POST",
-        "/api/v1/app/acme/endpoint",
-        Some(json!({"url": receiver.uri(), "throttleRate": 5})),
-    )
-    .await;
     let total = 20;
     for i in 0..total {
         api.expect(
@@ -189,26 +159,8 @@ async fn an_endpoint_failing_too_long_is_disabled_and_can_be_re_enabled() {
     ])
     .await;
     let api = t.api();
-    let receiver = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(500))
-        .mount(&receiver)
-        .await;
-    api.expect(
-        201,
-        "POST",
-        "/api/v1/app",
-        Some(json!({"name": "Acme", "uid": "acme"})),
-    )
-    .await;
-    let ep = api
-        .expect(
-            201,
-            "POST",
-            "/api/v1/app/acme/endpoint",
-            Some(json!({"url": receiver.uri()})),
-        )
-        .await;
+    let receiver = mock_receiver(&[(500, None)]).await;
+    let ep = api.acme_endpoint(json!({"url": receiver.uri()})).await;
     let path = format!("/api/v1/app/acme/endpoint/{}", ep["id"].as_str().unwrap());
     api.expect(
         202,

@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use wiremock::{matchers::method, Mock, MockServer, ResponseTemplate};
-
 use crate::support::*;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -11,11 +9,7 @@ const WAIT: Duration = Duration::from_secs(15);
 #[actix_rt::test]
 async fn committed_message_is_delivered_once_and_rolled_back_one_never() {
     let t = spawn_app().await;
-    let receiver = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&receiver)
-        .await;
+    let receiver = mock_receiver(&[(200, None)]).await;
     let app = t.create_app("merchant-1").await;
     let (endpoint, secret) = t.create_endpoint(&app, &receiver.uri(), None).await;
 
@@ -77,11 +71,7 @@ async fn committed_message_is_delivered_once_and_rolled_back_one_never() {
 #[actix_rt::test]
 async fn fan_out_follows_event_type_filters() {
     let t = spawn_app().await;
-    let receiver = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(204))
-        .mount(&receiver)
-        .await;
+    let receiver = mock_receiver(&[(204, None)]).await;
     let app = t.create_app("m").await;
     let url = |p: &str| format!("{}/{p}", receiver.uri());
     let (all, _) = t.create_endpoint(&app, &url("all"), None).await;

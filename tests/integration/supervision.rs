@@ -24,11 +24,7 @@ async fn restarts(t: &TestApp, actor: &str) -> u32 {
 #[actix_rt::test]
 async fn stopped_actors_are_restarted_and_delivery_goes_on() {
     let t = spawn_app().await;
-    let receiver = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&receiver)
-        .await;
+    let receiver = mock_receiver(&[(200, None)]).await;
     let app = t.create_app("m").await;
     t.create_endpoint(&app, &receiver.uri(), None).await;
     t.send(&app, "a", "{}").await;
@@ -61,11 +57,7 @@ async fn stopped_actors_are_restarted_and_delivery_goes_on() {
 async fn a_panic_in_delivery_code_is_contained_and_the_delivery_retried() {
     // Every other delivery panics inside the pipeline.
     let t = spawn_app_with(&[("HERALD_FAULT_PANIC_ONE_IN", "2")]).await;
-    let receiver = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&receiver)
-        .await;
+    let receiver = mock_receiver(&[(200, None)]).await;
     let app = t.create_app("m").await;
     t.create_endpoint(&app, &receiver.uri(), None).await;
     for i in 0..30 {

@@ -401,3 +401,34 @@ pub fn invalid_fields(body: &serde_json::Value) -> Vec<String> {
         })
         .collect()
 }
+
+/// A receiver that answers every POST with each `(status, times)` in turn; `None` means for
+/// ever after.
+pub async fn mock_receiver(answers: &[(u16, Option<u64>)]) -> wiremock::MockServer {
+    let server = wiremock::MockServer::start().await;
+    for (status, times) in answers {
+        let mock = wiremock::Mock::given(wiremock::matchers::method("POST"))
+            .respond_with(wiremock::ResponseTemplate::new(*status));
+        match times {
+            Some(n) => mock.up_to_n_times(*n).mount(&server).await,
+            None => mock.mount(&server).await,
+        }
+    }
+    server
+}
+
+impl Api {
+    /// Creates the application `acme` and one endpoint of it from `body` (at least a url);
+    /// returns the endpoint.
+    pub async fn acme_endpoint(&self, body: serde_json::Value) -> serde_json::Value {
+        self.expect(
+            201,
+            "POST",
+            "/api/v1/app",
+            Some(serde_json::json!({"name": "Acme", "uid": "acme"})),
+        )
+        .await;
+        self.expect(201, "POST", "/api/v1/app/acme/endpoint", Some(body))
+            .await
+    }
+}
