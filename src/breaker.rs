@@ -119,6 +119,19 @@ impl Breaker {
         }
     }
 
+    /// Opens the breaker now (requests are hanging: waiting for their timeouts would only
+    /// let more pile up behind them). Only from closed.
+    pub fn trip(&mut self, now: Instant) -> Option<Transition> {
+        match self.state {
+            State::Closed => self.open(now),
+            _ => None,
+        }
+    }
+
+    pub fn slow_calls(&self) -> u32 {
+        self.config.consecutive_failures
+    }
+
     /// Records an attempt's outcome.
     pub fn record(&mut self, success: bool, now: Instant) -> Option<Transition> {
         if success {
@@ -263,6 +276,19 @@ mod tests {
             matches!(b.state(), State::Open { .. }),
             "3 of 6 failed: 50%"
         );
+    }
+
+    #[test]
+    fn trip_opens_only_a_closed_breaker() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(config());
+        assert_eq!(
+            b.trip(t0).map(|t| t.to),
+            Some(State::Open {
+                until: t0 + Duration::from_secs(10)
+            })
+        );
+        assert_eq!(b.trip(t0), None);
     }
 
     #[test]

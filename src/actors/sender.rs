@@ -256,8 +256,9 @@ impl Sender {
     }
 
     /// Jobs that waited too long behind a saturated endpoint go back to the queue; lanes
-    /// idle for long are forgotten.
-    fn sweep(&mut self) {
+    /// idle for long are forgotten; lanes at their cap are looked at again (their requests
+    /// may have been hanging long enough to open the breaker).
+    fn sweep(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
         let max_hold = self.config.lane.max_hold;
         let mut stale = Vec::new();
@@ -276,6 +277,16 @@ impl Sender {
                 "endpoint busy",
             );
         }
+        let cap = self.config.lane.concurrency;
+        let busy: Vec<String> = self
+            .lanes
+            .iter()
+            .filter(|(_, l)| l.in_flight >= cap)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in busy {
+            self.pump(&id, ctx);
+        }
     }
 }
 
@@ -289,7 +300,7 @@ impl Actor for Sender {
             return;
         }
         self.http = Some(Rc::new(HttpSender::new(self.config.http.clone())));
-        ctx.run_interval(Duration::from_secs(1), |act, _| act.sweep());
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| act.sweep(ctx));
     }
 }
 

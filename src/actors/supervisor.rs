@@ -68,6 +68,8 @@ impl DispatcherConfig {
                     concurrency: s.endpoint_concurrency,
                     default_rate: (s.default_rate_limit > 0).then_some(s.default_rate_limit),
                     max_hold: s.max_hold,
+                    // A request open for a third of the timeout is as good as hanging.
+                    slow_call: s.request_timeout / 3,
                     breaker: BreakerConfig::from_settings(s),
                 },
                 fault_panic_one_in: s.fault_panic_one_in,

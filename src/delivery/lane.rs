@@ -25,6 +25,8 @@ pub struct LaneConfig {
     pub default_rate: Option<u32>,
     /// Longest a job waits in memory before it goes back to the database.
     pub max_hold: Duration,
+    /// A request open this long counts as hanging; enough of them open the breaker at once.
+    pub slow_call: Duration,
     pub breaker: BreakerConfig,
 }
 
@@ -94,6 +96,31 @@ impl Lane {
             return (Step::Idle, None);
         };
         if self.in_flight >= config.concurrency {
+            // Enough requests hanging: open now instead of after their timeouts.
+            let slow = self
+                .started
+                .iter()
+                .take_while(|t| now.duration_since(**t) >= config.slow_call)
+                .count();
+            if slow as u32 >= self.breaker.slow_calls() {
+                if let Some(t) = self.breaker.trip(now) {
+                    let after = match t.to {
+                        crate::breaker::State::Open { until } => {
+                            until.saturating_duration_since(now)
+                        }
+                        _ => config.max_hold,
+                    };
+                    let jobs = self.queue.drain(..).map(|(_, j)| j).collect();
+                    return (
+                        Step::Defer {
+                            jobs,
+                            after,
+                            why: "circuit open",
+                        },
+                        Some(t),
+                    );
+                }
+            }
             return (self.shed(config, now), None);
         }
         let rate = head.endpoint.rate_limit.or(config.default_rate);
@@ -227,6 +254,7 @@ mod tests {
             concurrency,
             default_rate: rate,
             max_hold: Duration::from_secs(2),
+            slow_call: Duration::from_secs(5),
             breaker: BreakerConfig {
                 consecutive_failures: 2,
                 failure_ratio: 1.0,
@@ -345,6 +373,40 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn hanging_requests_open_the_breaker_without_waiting_for_timeouts() {
+        let c = config(2, None); // opens after 2 failures; slow after 5s
+        let mut lane = Lane::new(&c);
+        let t0 = Instant::now();
+        for i in 0..10 {
+            lane.push(job(i), t0);
+        }
+        for _ in 0..2 {
+            let Step::Start(_) = lane.next(&c, t0).0 else {
+                panic!("starts")
+            };
+        }
+        assert!(!matches!(
+            lane.next(&c, t0 + Duration::from_secs(1)).0,
+            Step::Defer {
+                why: "circuit open",
+                ..
+            }
+        ));
+        let (step, t) = lane.next(&c, t0 + Duration::from_secs(5));
+        assert_eq!(t.map(|t| t.to.name()), Some("open"));
+        assert!(
+            matches!(
+                step,
+                Step::Defer {
+                    why: "circuit open",
+                    ..
+                }
+            ),
+            "{step:?}"
+        );
     }
 
     #[test]

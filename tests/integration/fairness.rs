@@ -208,3 +208,48 @@ async fn an_endpoint_failing_too_long_is_disabled_and_can_be_re_enabled() {
     assert_eq!(clock, None, "re-enabling restarts the failure clock");
     t.finish().await;
 }
+
+#[actix_rt::test]
+async fn hanging_requests_open_the_breaker_before_they_time_out() {
+    // Requests time out after 6s; open for 2s (a third) they count as hanging.
+    let t = spawn_app_with(&[
+        ("HERALD_REQUEST_TIMEOUT", "6s"),
+        ("HERALD_ENDPOINT_CONCURRENCY", "2"),
+        ("HERALD_BREAKER_FAILURES", "2"),
+        ("HERALD_BREAKER_WINDOW", "20"),
+    ])
+    .await;
+    let api = t.api();
+    let receiver = wiremock::MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(30)))
+        .mount(&receiver)
+        .await;
+    let ep = api.acme_endpoint(json!({"url": receiver.uri()})).await;
+    let circuit = format!(
+        "/api/v1/app/acme/endpoint/{}/circuit",
+        ep["id"].as_str().unwrap()
+    );
+    for i in 0..10 {
+        api.expect(
+            202,
+            "POST",
+            "/api/v1/app/acme/msg",
+            Some(json!({"eventType": "a", "payload": {"i": i}})),
+        )
+        .await;
+    }
+    let opened = wait_until(WAIT, || api.get(&circuit), |(_, c)| c["state"] == "open").await;
+    assert!(opened, "the breaker opened");
+    assert_eq!(
+        t.count("SELECT count(*) FROM herald.attempt").await,
+        0,
+        "before any request timed out"
+    );
+    assert_eq!(
+        receiver.received_requests().await.unwrap().len(),
+        2,
+        "only the capped two were sent"
+    );
+    t.finish().await;
+}
