@@ -297,6 +297,13 @@ impl Settings {
             };
             return Err(ConfigError::new(key, "must be greater than 0"));
         }
+        // Health lines report what the last heartbeat said: more often would repeat it.
+        if self.health_log_interval < self.heartbeat_interval {
+            return Err(ConfigError::new(
+                "health_log_interval",
+                "must not be shorter than heartbeat_interval (each line reports the latest heartbeat)",
+            ));
+        }
         if self.stall_timeout <= self.heartbeat_interval {
             return Err(ConfigError::new(
                 "stall_timeout",
@@ -572,6 +579,12 @@ mod tests {
         assert_eq!(err.setting, "HERALD_SENDERZ", "{err}");
         let err = load(&[("HERALD_LEASE_DURATION", "10s")]).unwrap_err();
         assert_eq!(err.setting, "HERALD_LEASE_DURATION", "{err}");
+        let err = load(&[
+            ("HERALD_HEALTH_LOG_INTERVAL", "1s"),
+            ("HERALD_HEARTBEAT_INTERVAL", "2s"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.setting, "HERALD_HEALTH_LOG_INTERVAL", "{err}");
     }
 
     #[test]
