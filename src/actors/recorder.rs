@@ -6,6 +6,7 @@
 //! retried with backoff: the outcomes stay buffered (and their leases held) until written.
 
 use std::{
+    collections::HashMap,
     rc::Rc,
     time::{Duration, Instant},
 };
@@ -56,6 +57,9 @@ pub struct Recorder {
     writing: Option<Rc<Vec<Outcome>>>,
     write_started: Option<Instant>,
     flush_scheduled: bool,
+    /// Breaker states waiting to be published (the latest per endpoint).
+    circuits: HashMap<String, CircuitChanged>,
+    publishing: bool,
     retry: backoff::ExponentialBackoff,
     health: Health,
     /// Set at shutdown: after its final stop the actor comes back idle.
@@ -72,6 +76,8 @@ impl Recorder {
             writing: None,
             write_started: None,
             flush_scheduled: false,
+            circuits: HashMap::new(),
+            publishing: false,
             retry: db_backoff(),
             health: Health::default(),
             terminated: false,
@@ -141,6 +147,7 @@ impl Actor for Recorder {
         // After a restart the buffer may hold outcomes (a write put back): write them now.
         if !self.terminated {
             self.flush(ctx);
+            self.publish_circuits(ctx);
         }
     }
 }
@@ -155,6 +162,7 @@ impl Supervised for Recorder {
         }
         self.write_started = None;
         self.flush_scheduled = false;
+        self.publishing = false;
         if !self.terminated {
             self.health.restarts += 1;
         }
@@ -181,24 +189,44 @@ impl Handler<Record> for Recorder {
 impl Handler<CircuitChanged> for Recorder {
     type Result = ();
 
-    /// Transitions are rare; each is written on its own, off the outcome path. Opening also
-    /// postpones the endpoint's waiting deliveries to the end of the cool-down.
+    /// Transitions are rare and written off the outcome path, one batch at a time so that
+    /// they land in the order they happened (a probe's "half-open" must not overwrite the
+    /// "closed" that follows it a millisecond later). Only the latest state per endpoint is
+    /// kept while a write is under way.
     fn handle(&mut self, c: CircuitChanged, ctx: &mut Context<Self>) {
+        self.circuits.insert(c.endpoint_id.clone(), c);
+        self.publish_circuits(ctx);
+    }
+}
+
+impl Recorder {
+    fn publish_circuits(&mut self, ctx: &mut Context<Self>) {
+        if self.publishing || self.circuits.is_empty() {
+            return;
+        }
+        self.publishing = true;
+        let batch: Vec<CircuitChanged> = self.circuits.drain().map(|(_, c)| c).collect();
         let (store, owner) = (self.store.clone(), self.config.owner.clone());
         let write = async move {
-            store
-                .record_circuit(&owner, &c.endpoint_id, c.state, c.failures, c.until)
-                .await?;
-            if let Some(until) = c.until {
-                let n = store.postpone_endpoint(&c.endpoint_id, until).await?;
-                tracing::info!(endpoint_id = %c.endpoint_id, postponed = n, %until, "circuit open: deliveries postponed");
+            for c in batch {
+                store
+                    .record_circuit(&owner, &c.endpoint_id, c.state, c.failures, c.until)
+                    .await?;
+                // Opening also postpones the endpoint's waiting deliveries to the end of the
+                // cool-down: claims stop finding them.
+                if let Some(until) = c.until {
+                    let n = store.postpone_endpoint(&c.endpoint_id, until).await?;
+                    tracing::info!(endpoint_id = %c.endpoint_id, postponed = n, %until, "circuit open: deliveries postponed");
+                }
             }
             Ok::<(), sqlx::Error>(())
         };
-        ctx.spawn(write.into_actor(self).map(|result, _, _| {
+        ctx.spawn(write.into_actor(self).map(|result, act, ctx| {
+            act.publishing = false;
             if let Err(error) = result {
                 tracing::warn!(%error, "could not publish a circuit breaker state");
             }
+            act.publish_circuits(ctx);
         }));
     }
 }
