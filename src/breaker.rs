@@ -98,10 +98,6 @@ impl Breaker {
         self.state
     }
 
-    pub fn consecutive_failures(&self) -> u32 {
-        self.consecutive
-    }
-
     pub fn admit(&mut self, now: Instant) -> (Admit, Option<Transition>) {
         match self.state {
             State::Closed => (Admit::Go, None),

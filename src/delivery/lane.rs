@@ -83,10 +83,6 @@ impl Lane {
         self.queue.len()
     }
 
-    pub fn breaker(&self) -> &Breaker {
-        &self.breaker
-    }
-
     pub fn is_idle(&self) -> bool {
         self.queue.is_empty() && self.in_flight == 0
     }
@@ -286,14 +282,20 @@ mod tests {
         }
     }
 
+    /// A lane with `n` jobs queued at `now`.
+    fn loaded(c: &LaneConfig, n: i64, now: Instant) -> Lane {
+        let mut lane = Lane::new(c);
+        for i in 0..n {
+            lane.push(job(i), now);
+        }
+        lane
+    }
+
     #[test]
     fn caps_in_flight_requests() {
         let c = config(2, None);
-        let mut lane = Lane::new(&c);
         let now = Instant::now();
-        for i in 0..5 {
-            lane.push(job(i), now);
-        }
+        let mut lane = loaded(&c, 5, now);
         assert!(matches!(lane.next(&c, now).0, Step::Start(_)));
         assert!(matches!(lane.next(&c, now).0, Step::Start(_)));
         assert!(matches!(lane.next(&c, now).0, Step::Idle));
@@ -304,11 +306,8 @@ mod tests {
     #[test]
     fn open_circuit_defers_everything_queued() {
         let c = config(10, None);
-        let mut lane = Lane::new(&c);
         let now = Instant::now();
-        for i in 0..4 {
-            lane.push(job(i), now);
-        }
+        let mut lane = loaded(&c, 4, now);
         for _ in 0..2 {
             let Step::Start(_) = lane.next(&c, now).0 else {
                 panic!("starts")
@@ -329,11 +328,8 @@ mod tests {
     #[test]
     fn rate_limit_waits_then_hands_back_what_cannot_go_soon() {
         let c = config(100, Some(2));
-        let mut lane = Lane::new(&c);
         let now = Instant::now();
-        for i in 0..10 {
-            lane.push(job(i), now);
-        }
+        let mut lane = loaded(&c, 10, now);
         let mut started = 0;
         loop {
             match lane.next(&c, now).0 {
@@ -356,11 +352,8 @@ mod tests {
     #[test]
     fn a_hanging_endpoint_keeps_only_what_it_can_start_soon() {
         let c = config(2, None); // max_hold 2s: jobs may wait up to 1s for a slot
-        let mut lane = Lane::new(&c);
         let t0 = Instant::now();
-        for i in 0..100 {
-            lane.push(job(i), t0);
-        }
+        let mut lane = loaded(&c, 100, t0);
         assert!(matches!(lane.next(&c, t0).0, Step::Start(_)));
         assert!(matches!(lane.next(&c, t0).0, Step::Start(_)));
         // Both requests have been open for 500ms: a slot frees every 250ms at best, so
@@ -378,11 +371,8 @@ mod tests {
     #[test]
     fn hanging_requests_open_the_breaker_without_waiting_for_timeouts() {
         let c = config(2, None); // opens after 2 failures; slow after 5s
-        let mut lane = Lane::new(&c);
         let t0 = Instant::now();
-        for i in 0..10 {
-            lane.push(job(i), t0);
-        }
+        let mut lane = loaded(&c, 10, t0);
         for _ in 0..2 {
             let Step::Start(_) = lane.next(&c, t0).0 else {
                 panic!("starts")
@@ -412,11 +402,8 @@ mod tests {
     #[test]
     fn a_fast_endpoint_keeps_its_backlog() {
         let c = config(2, None);
-        let mut lane = Lane::new(&c);
         let t0 = Instant::now();
-        for i in 0..1000 {
-            lane.push(job(i), t0);
-        }
+        let mut lane = loaded(&c, 1000, t0);
         for _ in 0..2 {
             let Step::Start(_) = lane.next(&c, t0).0 else {
                 panic!("starts")
