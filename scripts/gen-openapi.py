@@ -131,6 +131,12 @@ def herald_routes():
                         "openUntil": {"type": "string", "format": "date-time", "nullable": True},
                         "updatedAt": {"type": "string", "format": "date-time"}}}}}}), **ERRORS},
         }},
+        "/metrics": {"get": {
+            "operationId": "herald.metrics", "tags": ["Health"],
+            "summary": "Prometheus metrics (OpenMetrics text): deliveries, latency, queue depth, breakers, actors, pool",
+            "security": [], "responses": {"200": {"description": "OpenMetrics text exposition",
+                                                  "content": {"application/openmetrics-text": {"schema": {"type": "string"}}}}},
+        }},
         "/api/v1/openapi.json": {"get": {
             "operationId": "herald.openapi", "tags": ["Health"], "summary": "This document",
             "security": [], "responses": {"200": {"description": "OpenAPI 3 document"}},
@@ -149,6 +155,22 @@ def main(reference):
     paths["/api/v1/app/{app_id}/msg/{msg_id}/endpoint/{endpoint_id}/resend"]["post"]["responses"].setdefault(
         "202", json_response("Queued", {"type": "object"}))
     paths.update(herald_routes())
+    # Herald's health is a readiness check that reports each component (svix-server's shape).
+    status = {"type": "object", "required": ["status"], "properties": {"status": {"type": "string", "enum": ["OK", "ERROR"]}}}
+    health = {"type": "object", "required": ["database"], "properties": {
+        "database": status, "queue": status,
+        "actors": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+            "status": {"type": "string", "enum": ["OK", "ERROR"]}, "heartbeatAgeMs": {"type": "integer"},
+            "restarts": {"type": "integer"}, "inFlight": {"type": "integer"}}}}}}
+    for method in ("get", "head"):
+        op = paths["/api/v1/health"][method]
+        op["security"] = []
+        op["description"] = ("Readiness: 200 when the database answers and every dispatcher actor has sent a "
+                             "heartbeat recently; 503 otherwise. Each component is reported.")
+        op["responses"] = {"200": json_response("Ready", health), "503": json_response("Not ready", health)}
+    for method in ("get", "head"):
+        paths["/api/v1/health/ping"][method]["security"] = []
+        paths["/api/v1/health/ping"][method]["description"] = "Liveness: 204 whenever the process serves HTTP; never touches the database."
 
     schemas = ref["components"]["schemas"]
     schemas["EndpointOut"]["properties"]["disabledReason"] = {"type": "string", "nullable": True, "description": "Herald: why the endpoint was disabled"}

@@ -167,6 +167,17 @@ pub struct Settings {
     #[serde(deserialize_with = "duration")]
     pub retry_after_max: Duration,
 
+    /// Messages, attempts and finished deliveries older than this many days are deleted.
+    pub retention_days: u32,
+    /// How often the retention actor looks for expired rows.
+    #[serde(deserialize_with = "duration")]
+    pub retention_interval: Duration,
+    /// Rows of each kind deleted per retention transaction.
+    pub retention_batch: u32,
+    /// How long an `idempotency-key` is remembered.
+    #[serde(deserialize_with = "duration")]
+    pub idempotency_retention: Duration,
+
     #[serde(deserialize_with = "duration")]
     pub health_log_interval: Duration,
     #[serde(deserialize_with = "duration")]
@@ -288,6 +299,26 @@ impl Settings {
                 "reap_interval"
             };
             return Err(ConfigError::new(key, "must be greater than 0"));
+        }
+        if self.retention_days == 0 {
+            return Err(ConfigError::new(
+                "retention_days",
+                "must be at least 1 (rows are kept this many days)",
+            ));
+        }
+        if self.retention_interval.is_zero() || self.retention_batch == 0 {
+            let key = if self.retention_batch == 0 {
+                "retention_batch"
+            } else {
+                "retention_interval"
+            };
+            return Err(ConfigError::new(key, "must be greater than 0"));
+        }
+        if self.idempotency_retention < Duration::from_secs(60) {
+            return Err(ConfigError::new(
+                "idempotency_retention",
+                "must be at least 1m: clients retry with the same key within minutes",
+            ));
         }
         if self.heartbeat_interval.is_zero() || self.health_log_interval.is_zero() {
             let key = if self.heartbeat_interval.is_zero() {
@@ -434,6 +465,10 @@ impl Settings {
             ("retry_jitter", self.retry_jitter.to_string()),
             ("retry_after_min", d(&self.retry_after_min)),
             ("retry_after_max", d(&self.retry_after_max)),
+            ("retention_days", self.retention_days.to_string()),
+            ("retention_interval", d(&self.retention_interval)),
+            ("retention_batch", self.retention_batch.to_string()),
+            ("idempotency_retention", d(&self.idempotency_retention)),
             ("health_log_interval", d(&self.health_log_interval)),
             ("heartbeat_interval", d(&self.heartbeat_interval)),
             ("stall_timeout", d(&self.stall_timeout)),

@@ -35,6 +35,11 @@ impl Dispatcher {
 
     /// The latest heartbeat of every actor.
     pub async fn actors(&self) -> Vec<ActorStatus> {
-        self.supervisor.send(Snapshot).await.unwrap_or_default()
+        // A supervisor that cannot answer within this is as bad as no actors at all.
+        self.supervisor
+            .send(Snapshot)
+            .timeout(std::time::Duration::from_secs(2))
+            .await
+            .unwrap_or_default()
     }
 }

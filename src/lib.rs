@@ -2,10 +2,12 @@
 //!
 //! A map of the crate, from the outside in:
 //!
+//! * [`cli`]: the `herald` command line (serve, migrate, config, verify, healthcheck).
 //! * [`startup`]: builds the process (database, migrations, dispatcher, HTTP API) and runs
 //!   it until SIGTERM, then drains.
 //! * [`config`]: layered settings, validated at start-up with errors that name the setting.
 //! * [`telemetry`]: the tracing subscriber (pretty or JSON).
+//! * [`metrics`]: the Prometheus metrics, one registry per process (no globals).
 //! * [`api`]: the HTTP API.
 //! * [`dispatcher`]: the handle on the delivery engine.
 //! * [`actors`]: the engine's actors: supervisor, claimer, senders, recorder, reaper. Thin
@@ -24,10 +26,12 @@
 pub mod actors;
 pub mod api;
 pub mod breaker;
+pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod destination;
 pub mod dispatcher;
+pub mod metrics;
 pub mod retry;
 pub mod signing;
 pub mod startup;

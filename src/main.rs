@@ -1,8 +1,9 @@
-//! The `herald` binary.
+//! The `herald` binary: see [`herald::cli`] for its commands.
 
 use std::process::ExitCode;
 
-use herald::{config::Settings, startup::Application, telemetry};
+use clap::Parser;
+use herald::cli::{self, Cli};
 
 fn main() -> ExitCode {
     // A missing .env is normal; a malformed one is worth saying.
@@ -12,25 +13,5 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let settings = match Settings::load() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("herald: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    telemetry::init(&settings);
-
-    let result = actix_rt::System::new().block_on(async move {
-        let app = Application::build(settings).await?;
-        app.run_until_stopped().await
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "herald stopped with an error");
-            eprintln!("herald: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::run(Cli::parse())
 }

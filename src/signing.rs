@@ -93,9 +93,109 @@ pub fn signature_header(secrets: &[Secret], msg_id: &str, timestamp: i64, body: 
         .join(" ")
 }
 
+/// Why a delivery does not verify (what `herald verify` tells a receiver debugging theirs).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("the timestamp is {age} s old, beyond the {tolerance} s tolerance: a replay, a delayed request, or a clock that is off")]
+    TooOld { age: i64, tolerance: i64 },
+    #[error("the timestamp is {ahead} s in the future, beyond the {tolerance} s tolerance: check the clocks")]
+    TooNew { ahead: i64, tolerance: i64 },
+    #[error("the signature header holds no \"v1,<base64>\" entry")]
+    NoSignature,
+    #[error("no signature matches: a different secret, or the body, id or timestamp differ from what was signed (the body must be the exact bytes received)")]
+    Mismatch,
+}
+
+/// Checks a delivery as a receiver should: the timestamp within `tolerance` seconds of
+/// `now`, then any `v1` entry of `header` equal (in constant time) to our own signature.
+pub fn verify(
+    secret: &Secret,
+    msg_id: &str,
+    timestamp: i64,
+    body: &[u8],
+    header: &str,
+    now: i64,
+    tolerance: i64,
+) -> Result<(), VerifyError> {
+    use subtle::ConstantTimeEq;
+    if now - timestamp > tolerance {
+        return Err(VerifyError::TooOld {
+            age: now - timestamp,
+            tolerance,
+        });
+    }
+    if timestamp - now > tolerance {
+        return Err(VerifyError::TooNew {
+            ahead: timestamp - now,
+            tolerance,
+        });
+    }
+    let expected = secret.sign(msg_id, timestamp, body);
+    let mut any = false;
+    for entry in header.split_whitespace() {
+        if !entry.starts_with("v1,") {
+            continue;
+        }
+        any = true;
+        if bool::from(entry.as_bytes().ct_eq(expected.as_bytes())) {
+            return Ok(());
+        }
+    }
+    Err(if any {
+        VerifyError::Mismatch
+    } else {
+        VerifyError::NoSignature
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verify_accepts_any_matching_entry_and_says_why_it_rejects() {
+        let secret = Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let (id, ts, body) = (
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            br#"{"test": 2432232314}"#,
+        );
+        let good = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+        let other = Secret::generate().sign(id, ts, body);
+        assert_eq!(verify(&secret, id, ts, body, good, ts, 300), Ok(()));
+        // During a rotation the header holds two entries; either may be ours.
+        let rotating = format!("{other} {good}");
+        assert_eq!(
+            verify(&secret, id, ts, body, &rotating, ts + 10, 300),
+            Ok(())
+        );
+        assert_eq!(
+            verify(&secret, id, ts, b"{\"test\": 1}", good, ts, 300),
+            Err(VerifyError::Mismatch)
+        );
+        assert_eq!(
+            verify(&secret, id, ts, body, &other, ts, 300),
+            Err(VerifyError::Mismatch)
+        );
+        assert_eq!(
+            verify(&secret, id, ts, body, "v2,abc", ts, 300),
+            Err(VerifyError::NoSignature)
+        );
+        assert_eq!(
+            verify(&secret, id, ts, body, good, ts + 301, 300),
+            Err(VerifyError::TooOld {
+                age: 301,
+                tolerance: 300
+            })
+        );
+        assert_eq!(
+            verify(&secret, id, ts, body, good, ts - 301, 300),
+            Err(VerifyError::TooNew {
+                ahead: 301,
+                tolerance: 300
+            })
+        );
+    }
 
     #[test]
     fn standard_webhooks_test_vector() {

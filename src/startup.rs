@@ -10,9 +10,10 @@ use tracing_actix_web::TracingLogger;
 
 use crate::{
     actors::supervisor::DispatcherConfig,
-    api::{auth::ApiTokens, ApiConfig},
+    api::{auth::ApiTokens, health::Readiness, ApiConfig},
     config::{ConfigError, Settings},
     dispatcher::Dispatcher,
+    metrics::Metrics,
     store::Store,
 };
 
@@ -32,27 +33,23 @@ impl Application {
     /// Connects, migrates, starts the dispatcher and binds the API, per `settings.role`.
     /// Must run inside an actix system.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        let db = PgConnectOptions::from_str(&settings.database_url).map_err(|e| ConfigError {
-            setting: "HERALD_DATABASE_URL".into(),
-            problem: format!("not a PostgreSQL URL: {e}"),
-        })?;
-        let db = db.application_name("herald");
+        let db = database_options(&settings)?;
         let pool = PgPoolOptions::new()
             .max_connections(settings.database_pool_size)
             .acquire_timeout(settings.database_timeout)
             .connect_lazy_with(db.clone());
 
         if settings.run_migrations {
-            create_database_if_missing(&settings.database_url).await?;
-            Store::from_pool(pool.clone())
-                .migrate()
+            migrate_with(&settings.database_url, &pool)
                 .await
-                .context("running database migrations (HERALD_RUN_MIGRATIONS=false to skip)")?;
+                .context("HERALD_RUN_MIGRATIONS=false to skip at start-up")?;
         }
 
+        let metrics = std::sync::Arc::new(Metrics::new());
         let dispatcher = settings.role.runs_worker().then(|| {
             let owner = instance_name();
-            Dispatcher::start(DispatcherConfig::from_settings(&settings, owner, db))
+            let config = DispatcherConfig::from_settings(&settings, owner, db, metrics.clone());
+            Dispatcher::start(config)
         });
 
         let (server, port) = if settings.role.runs_api() {
@@ -64,6 +61,13 @@ impl Application {
                 tokens: ApiTokens(settings.api_tokens.clone()),
                 max_body_bytes: settings.max_payload_bytes,
                 destinations: crate::destination::Policy::from_settings(&settings),
+                readiness: Readiness {
+                    dispatcher: dispatcher.clone(),
+                    // Heartbeats are asked for every interval; allow a few to be late.
+                    max_heartbeat_age: settings.heartbeat_interval * 3,
+                    timeout: settings.database_timeout,
+                },
+                metrics,
             });
             let server = HttpServer::new(move || {
                 let api = api.clone();
@@ -134,6 +138,34 @@ impl Application {
         }
         self.pool.close().await;
     }
+}
+
+/// `herald migrate`: creates the database if it is missing and applies the migrations.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let db = database_options(settings)?;
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(settings.database_timeout)
+        .connect_lazy_with(db);
+    let result = migrate_with(&settings.database_url, &pool).await;
+    pool.close().await;
+    result
+}
+
+async fn migrate_with(url: &str, pool: &PgPool) -> anyhow::Result<()> {
+    create_database_if_missing(url).await?;
+    Store::from_pool(pool.clone())
+        .migrate()
+        .await
+        .context("running database migrations")
+}
+
+fn database_options(settings: &Settings) -> anyhow::Result<PgConnectOptions> {
+    let db = PgConnectOptions::from_str(&settings.database_url).map_err(|e| ConfigError {
+        setting: "HERALD_DATABASE_URL".into(),
+        problem: format!("not a PostgreSQL URL: {e}"),
+    })?;
+    Ok(db.application_name("herald"))
 }
 
 /// A first run against a fresh PostgreSQL should just work: create the database when it

@@ -5,7 +5,8 @@
 //!   NOTIFY / poll ─► Claimer ──Dispatch──► Sender × N ──Record──► Recorder
 //!                      ▲                                            │
 //!                      └──────────────── Settled ◄──────────────────┘
-//!   Reaper: expired leases back to the queue.   Supervisor: starts, watches, replaces.
+//!   Reaper: expired leases back to the queue.   Retention: old rows out, in small batches.
+//!   Supervisor: starts, watches, replaces.
 //! ```
 
 use actix::prelude::*;
@@ -48,5 +49,6 @@ pub mod claimer;
 pub mod health;
 pub mod reaper;
 pub mod recorder;
+pub mod retention;
 pub mod sender;
 pub mod supervisor;

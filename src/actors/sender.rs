@@ -44,6 +44,7 @@ pub struct SenderConfig {
     pub concurrency: usize,
     pub lane: LaneConfig,
     pub fault_panic_one_in: u64,
+    pub metrics: crate::metrics::SharedMetrics,
 }
 
 /// Jobs for this sender.
@@ -208,6 +209,7 @@ impl Sender {
     }
 
     fn finished(&mut self, outcome: Outcome) {
+        self.config.metrics.record_outcome(&outcome);
         match outcome.disposition {
             Disposition::Succeeded => self.health.succeeded += 1,
             Disposition::Defer { .. } => {}
@@ -218,6 +220,7 @@ impl Sender {
 
     /// Logs a breaker transition and publishes it (the API shows breaker states).
     fn publish(&self, endpoint_id: &str, t: Transition) {
+        self.config.metrics.record_circuit(endpoint_id, &t.to);
         tracing::warn!(
             endpoint_id,
             from = t.from.name(),
@@ -248,6 +251,9 @@ impl Sender {
         why: &'static str,
     ) {
         for job in jobs {
+            self.config
+                .metrics
+                .record_deferral(why, job.endpoint.id.clone(), 1);
             self.recorder.do_send(Record(Outcome::without_attempt(
                 &job,
                 Disposition::Defer { at, why },

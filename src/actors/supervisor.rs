@@ -20,6 +20,7 @@ use super::{
     health::{Health, Heartbeat},
     reaper::Reaper,
     recorder::{Recorder, RecorderConfig, SetClaimer},
+    retention::{Retention, RetentionConfig},
     sender::{self, Drain, Sender, SenderConfig},
     StopActor, Terminate,
 };
@@ -27,6 +28,7 @@ use crate::{
     breaker::BreakerConfig,
     config::Settings,
     delivery::{http::HttpSettings, lane::LaneConfig},
+    metrics::SharedMetrics,
     retry::RetryPolicy,
     store::Store,
 };
@@ -43,6 +45,8 @@ pub struct DispatcherConfig {
     pub claimer: ClaimerConfig,
     pub reap_interval: Duration,
     pub disable_after: Option<Duration>,
+    pub retention: RetentionConfig,
+    pub metrics: SharedMetrics,
     pub heartbeat_interval: Duration,
     pub stall_timeout: Duration,
     pub health_log_interval: Duration,
@@ -54,6 +58,7 @@ impl DispatcherConfig {
         s: &Settings,
         owner: String,
         db: sqlx::postgres::PgConnectOptions,
+        metrics: SharedMetrics,
     ) -> Self {
         DispatcherConfig {
             owner: owner.clone(),
@@ -73,6 +78,7 @@ impl DispatcherConfig {
                     breaker: BreakerConfig::from_settings(s),
                 },
                 fault_panic_one_in: s.fault_panic_one_in,
+                metrics: metrics.clone(),
             },
             recorder: RecorderConfig {
                 owner: owner.clone(),
@@ -90,6 +96,13 @@ impl DispatcherConfig {
             },
             reap_interval: s.reap_interval,
             disable_after: (!s.disable_after.is_zero()).then_some(s.disable_after),
+            retention: RetentionConfig {
+                keep: Duration::from_secs(u64::from(s.retention_days) * 86_400),
+                keep_idempotency_keys: s.idempotency_retention,
+                interval: s.retention_interval,
+                batch: i64::from(s.retention_batch),
+            },
+            metrics,
             heartbeat_interval: s.heartbeat_interval,
             stall_timeout: s.stall_timeout,
             health_log_interval: s.health_log_interval,
@@ -165,6 +178,7 @@ enum Kind {
     Claimer,
     Recorder,
     Reaper,
+    Retention,
     Sender(usize),
 }
 
@@ -250,6 +264,13 @@ impl Supervisor {
         })
     }
 
+    fn spawn_retention(&self, arbiter: &Arbiter) -> Addr<Retention> {
+        let config = self.config.clone();
+        actix::Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
+            Retention::new(config.store(1), config.retention.clone())
+        })
+    }
+
     /// Builds the actor of `kind` on a fresh arbiter and wires the others to it.
     fn spawn(&mut self, kind: Kind) -> (Arbiter, Box<dyn Probe>) {
         let arbiter = Arbiter::new();
@@ -290,6 +311,7 @@ impl Supervisor {
                 Box::new(addr)
             }
             Kind::Reaper => Box::new(self.spawn_reaper(&arbiter)),
+            Kind::Retention => Box::new(self.spawn_retention(&arbiter)),
         };
         (arbiter, probe)
     }
@@ -336,6 +358,13 @@ impl Supervisor {
         match result {
             Ok(health) => {
                 slot.last_seen = now;
+                let unix = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                let restarts = u64::from(health.restarts + slot.replacements);
+                self.config
+                    .metrics
+                    .record_heartbeat(&slot.name, unix, restarts);
                 let stuck = health.stuck_for(now).filter(|d| *d > stall);
                 slot.last = health;
                 if let Some(stuck) = stuck {
@@ -400,6 +429,7 @@ impl Actor for Supervisor {
         }
         start(Kind::Claimer, "claimer".into(), self);
         start(Kind::Reaper, "reaper".into(), self);
+        start(Kind::Retention, "retention".into(), self);
         tracing::info!(owner = %self.config.owner, senders = self.config.senders, "dispatcher started");
 
         ctx.run_interval(self.config.heartbeat_interval, |act, ctx| act.check(ctx));

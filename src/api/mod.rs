@@ -14,6 +14,7 @@ pub mod extract;
 pub mod health;
 pub mod idempotency;
 pub mod message;
+pub mod metrics;
 pub mod openapi;
 pub mod pagination;
 pub mod query;
@@ -29,12 +30,16 @@ pub struct ApiConfig {
     pub tokens: auth::ApiTokens,
     pub max_body_bytes: usize,
     pub destinations: crate::destination::Policy,
+    pub readiness: health::Readiness,
+    pub metrics: crate::metrics::SharedMetrics,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig, api: &ApiConfig) {
     cfg.app_data(web::Data::new(api.tokens.clone()))
         .app_data(web::Data::new(extract::BodyLimit(api.max_body_bytes)))
         .app_data(web::Data::new(api.destinations.clone()))
+        .app_data(web::Data::new(api.readiness.clone()))
+        .app_data(web::Data::new(api.metrics.clone()))
         .app_data(web::QueryConfig::default().error_handler(|err, _| {
             ApiError::Validation(vec![ValidationErrorItem {
                 loc: vec!["query".into()],
@@ -47,6 +52,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, api: &ApiConfig) {
             web::PathConfig::default()
                 .error_handler(|err, _| ApiError::BadRequest(err.to_string()).into()),
         )
+        .route("/metrics", web::get().to(metrics::metrics))
         .service(
             web::scope("/api/v1")
                 // Health answers without a token (load balancers, orchestrators).

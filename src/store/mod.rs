@@ -7,6 +7,8 @@ pub mod claim;
 pub mod lease;
 pub mod outcome;
 pub mod replay;
+pub mod retention;
+pub mod stats;
 
 use std::time::Duration;
 

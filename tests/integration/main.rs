@@ -4,11 +4,14 @@
 mod api_basics;
 mod api_endpoints;
 mod api_messages;
+mod cli;
 mod delivery;
 mod destinations;
 mod fairness;
 mod openapi;
+mod operate;
 mod outbox;
+mod retention;
 mod sdk;
 mod supervision;
 mod support;

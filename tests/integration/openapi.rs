@@ -60,7 +60,13 @@ fn registered() -> BTreeSet<(String, String)> {
                 .nth(1)
                 .and_then(|m| m.split("()").next())
                 .unwrap_or("");
-            routes.insert((method.to_uppercase(), shape(&format!("/api/v1{path}"))));
+            // `/metrics` is served at the root; everything else under `/api/v1`.
+            let full = if path == "/metrics" {
+                path.to_string()
+            } else {
+                format!("/api/v1{path}")
+            };
+            routes.insert((method.to_uppercase(), shape(&full)));
         }
     }
     routes
@@ -87,7 +93,8 @@ async fn the_document_matches_the_router() {
     // And a running Herald routes every documented (method, path) to a handler.
     let t = spawn_app_with(&[("HERALD_ROLE", "api")]).await;
     let api = t.api();
-    for (method, path) in &documented {
+    // Every answer is JSON except the metrics text (checked in `operate`).
+    for (method, path) in documented.iter().filter(|(_, p)| p != "/metrics") {
         let path = path.replace("{}", "x");
         let body =
             matches!(method.as_str(), "POST" | "PUT" | "PATCH").then(|| serde_json::json!({}));

@@ -1,0 +1,214 @@
+//! The `herald` command line, run as the real binary.
+
+use std::{process::Command, time::Duration};
+
+use crate::support::{fresh_database, mock_receiver, server_url, spawn_app, wait_for_requests};
+
+fn herald(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+    cmd.args(args)
+        .env_clear()
+        .env(
+            "HERALD_CONFIG_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
+        )
+        // Not the repository's .env, if someone has one.
+        .current_dir(std::env::temp_dir());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("herald runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[actix_rt::test]
+async fn verify_checks_a_real_delivery_and_explains_a_bad_one() {
+    let t = spawn_app().await;
+    let receiver = mock_receiver(&[(200, None)]).await;
+    let app = t.create_app("shop").await;
+    let (_, secret) = t.create_endpoint(&app, &receiver.uri(), None).await;
+    t.send(&app, "order.created", r#"{"order": 42, "total": "9.99"}"#)
+        .await;
+    let request = wait_for_requests(&receiver, 1, Duration::from_secs(10))
+        .await
+        .remove(0);
+    let header = |name: &str| crate::support::header(&request, name);
+    let dir = tempfile_dir();
+    let body = dir.join("body.json");
+    std::fs::write(&body, &request.body).unwrap();
+    let secret = secret.expose();
+    let (id, ts, sig) = (
+        header("webhook-id"),
+        header("webhook-timestamp"),
+        header("webhook-signature"),
+    );
+    let args = |body: &str, now: Option<&str>| {
+        let mut a = vec![
+            "verify".to_string(),
+            "--secret".into(),
+            secret.clone(),
+            "--id".into(),
+            id.clone(),
+            "--timestamp".into(),
+            ts.clone(),
+            "--signature".into(),
+            sig.clone(),
+            "--body-file".into(),
+            body.to_string(),
+        ];
+        if let Some(now) = now {
+            a.extend(["--now".to_string(), now.to_string()]);
+        }
+        a
+    };
+    let run = |a: Vec<String>| herald(&a.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+
+    let (code, out, err) = run(args(body.to_str().unwrap(), None));
+    assert_eq!((code, out.trim()), (0, "valid"), "{err}");
+
+    let tampered = dir.join("tampered.json");
+    std::fs::write(&tampered, br#"{"order": 42, "total": "0.01"}"#).unwrap();
+    let (code, out, _) = run(args(tampered.to_str().unwrap(), None));
+    assert_eq!(code, 1);
+    assert!(out.contains("no signature matches"), "{out}");
+
+    let later = (ts.parse::<i64>().unwrap() + 301).to_string();
+    let (code, out, _) = run(args(body.to_str().unwrap(), Some(&later)));
+    assert_eq!(code, 1);
+    assert!(out.contains("beyond the 300 s tolerance"), "{out}");
+
+    let (code, _, err) = herald(
+        &[
+            "verify",
+            "--secret",
+            "nope",
+            "--id",
+            "x",
+            "--timestamp",
+            "1",
+            "--signature",
+            "v1,x",
+            "--body-file",
+            body.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("--secret"), "{err}");
+    t.finish().await;
+}
+
+#[test]
+fn config_prints_the_effective_settings_with_secrets_masked() {
+    let env = [
+        (
+            "HERALD_DATABASE_URL",
+            "postgres://herald:hunter2@db.internal:5432/herald",
+        ),
+        ("HERALD_API_TOKENS", "a-very-secret-token-1234"),
+        ("HERALD_SENDERS", "7"),
+    ];
+    let (code, out, err) = herald(&["config"], &env);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("HERALD_SENDERS=7\n"), "{out}");
+    assert!(
+        out.contains("HERALD_DATABASE_URL=postgres://herald:***@db.internal:5432/herald\n"),
+        "{out}"
+    );
+    assert!(out.contains("HERALD_RETENTION_DAYS=30\n"), "{out}");
+    assert!(
+        !out.contains("hunter2") && !out.contains("a-very-secret-token"),
+        "{out}"
+    );
+
+    let (code, _, err) = herald(&["config"], &[("HERALD_RETENTION_DAYS", "0")]);
+    assert_eq!(code, 2);
+    assert!(err.contains("HERALD_RETENTION_DAYS"), "{err}");
+}
+
+#[actix_rt::test]
+async fn migrate_creates_the_database_and_applies_the_schema() {
+    let url = fresh_database().await;
+    // A name that does not exist yet: migrate creates it.
+    let url = format!("{url}_new");
+    let (code, out, err) = herald(&["migrate"], &[("HERALD_DATABASE_URL", &url)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("migrations applied"), "{out}");
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'herald'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(tables >= 8, "{tables} tables");
+    pool.close().await;
+    // Running it again is a no-op.
+    let (code, _, err) = herald(&["migrate"], &[("HERALD_DATABASE_URL", &url)]);
+    assert_eq!(code, 0, "{err}");
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", server_url()))
+        .await
+        .unwrap();
+    for db in [
+        url.rsplit('/').next().unwrap(),
+        url.rsplit('/').next().unwrap().trim_end_matches("_new"),
+    ] {
+        sqlx::Executor::execute(
+            &mut admin,
+            format!(r#"DROP DATABASE IF EXISTS "{db}" WITH (FORCE)"#).as_str(),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+#[actix_rt::test]
+async fn healthcheck_answers_for_a_running_instance_and_fails_without_one() {
+    let t = spawn_app().await;
+    let url = format!("{}/api/v1/health", t.api().base);
+    let (code, out, err) = herald_async(&["healthcheck", "--url", &url], &[]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = herald_async(
+        &[
+            "healthcheck",
+            "--live",
+            "--url",
+            &format!("{}/api/v1/health/ping", t.api().base),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    t.finish().await;
+    // Nothing listens there any more.
+    let (code, out, _) = herald_async(&["healthcheck", "--url", &url], &[]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("unhealthy"), "{out}");
+}
+
+/// `herald` run off the test's runtime thread, which must keep serving the instance under test.
+async fn herald_async(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    actix_rt::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        herald(&args, &env)
+    })
+    .await
+    .unwrap()
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("herald-cli-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
