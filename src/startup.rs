@@ -52,42 +52,52 @@ impl Application {
             Dispatcher::start(config)
         });
 
-        let (server, port) = if settings.role.runs_api() {
-            let listener = TcpListener::bind(settings.listen)
-                .with_context(|| format!("binding HERALD_LISTEN={}", settings.listen))?;
-            let port = listener.local_addr()?.port();
-            let data = web::Data::new(pool.clone());
-            let api = std::sync::Arc::new(ApiConfig {
-                tokens: ApiTokens(settings.api_tokens.clone()),
-                max_body_bytes: settings.max_payload_bytes,
-                destinations: crate::destination::Policy::from_settings(&settings),
-                readiness: Readiness {
-                    dispatcher: dispatcher.clone(),
-                    // Heartbeats are asked for every interval; allow a few to be late.
-                    max_heartbeat_age: settings.heartbeat_interval * 3,
-                    timeout: settings.database_timeout,
-                },
-                metrics,
-            });
-            let server = HttpServer::new(move || {
-                let api = api.clone();
-                App::new()
-                    .wrap(TracingLogger::default())
-                    .app_data(data.clone())
-                    .configure(|cfg| crate::api::routes(cfg, &api))
-            })
-            // Signals are ours: shutdown must drain the dispatcher, not only the server.
-            .disable_signals()
-            .listen(listener)?
-            .run();
-            tracing::info!(address = %settings.listen, port, "API listening");
-            (Some((server.handle(), actix_rt::spawn(server))), Some(port))
+        // Every role listens: API instances serve the API, worker-only instances serve
+        // health and metrics (so each replica can be probed and scraped).
+        let listener = TcpListener::bind(settings.listen)
+            .with_context(|| format!("binding HERALD_LISTEN={}", settings.listen))?;
+        let port = listener.local_addr()?.port();
+        let data = web::Data::new(pool.clone());
+        let api = std::sync::Arc::new(ApiConfig {
+            tokens: ApiTokens(settings.api_tokens.clone()),
+            max_body_bytes: settings.max_payload_bytes,
+            destinations: crate::destination::Policy::from_settings(&settings),
+            readiness: Readiness {
+                dispatcher: dispatcher.clone(),
+                // Heartbeats are asked for every interval; allow a few to be late.
+                max_heartbeat_age: settings.heartbeat_interval * 3,
+                timeout: settings.database_timeout,
+            },
+            metrics,
+        });
+        let full_api = settings.role.runs_api();
+        let server = HttpServer::new(move || {
+            let api = api.clone();
+            App::new()
+                .wrap(TracingLogger::default())
+                .app_data(data.clone())
+                .configure(|cfg| {
+                    if full_api {
+                        crate::api::routes(cfg, &api)
+                    } else {
+                        crate::api::ops_routes(cfg, &api)
+                    }
+                })
+        })
+        // Signals are ours: shutdown must drain the dispatcher, not only the server.
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        let serving = if full_api {
+            "API"
         } else {
-            (None, None)
+            "health and metrics"
         };
+        tracing::info!(address = %settings.listen, port, serving, "listening");
+        let server = Some((server.handle(), actix_rt::spawn(server)));
 
         Ok(Application {
-            port,
+            port: Some(port),
             server,
             dispatcher,
             pool,

@@ -34,6 +34,16 @@ pub struct ApiConfig {
     pub metrics: crate::metrics::SharedMetrics,
 }
 
+/// What a worker-only instance (`HERALD_ROLE=worker`) serves: health and metrics, so every
+/// instance can be probed and scraped, but no API.
+pub fn ops_routes(cfg: &mut web::ServiceConfig, api: &ApiConfig) {
+    cfg.app_data(web::Data::new(api.readiness.clone()))
+        .app_data(web::Data::new(api.metrics.clone()))
+        .route("/metrics", web::get().to(metrics::metrics))
+        .service(web::scope("/api/v1").configure(health::routes))
+        .default_service(web::to(not_found));
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig, api: &ApiConfig) {
     cfg.app_data(web::Data::new(api.tokens.clone()))
         .app_data(web::Data::new(extract::BodyLimit(api.max_body_bytes)))

@@ -218,5 +218,20 @@ async fn health_reports_every_actor_and_liveness_answers_without_the_database() 
     assert_eq!(status, 200, "{body}");
     assert!(body.get("actors").is_none(), "{body}");
     api_only.app.shutdown().await;
+
+    // A worker-only instance serves health and metrics, and nothing of the API.
+    let worker = crate::support::spawn_app_on(&t.database_url, &[("HERALD_ROLE", "worker")]).await;
+    let w = worker.api();
+    let (status, body) = w.send("GET", "/api/v1/health", None, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["actors"].as_object().map(|a| a.len()),
+        Some(6),
+        "{body}"
+    );
+    assert!(!scrape(&w.base).await.samples.is_empty());
+    let (status, body) = w.get("/api/v1/app").await;
+    assert_eq!(status, 404, "{body}");
+    worker.app.shutdown().await;
     t.finish().await;
 }
