@@ -9,6 +9,7 @@ mod destinations;
 mod fairness;
 mod openapi;
 mod outbox;
+mod receiver_guide;
 mod sdk;
 mod supervision;
 mod support;
