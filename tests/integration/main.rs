@@ -11,6 +11,7 @@ mod fairness;
 mod openapi;
 mod operate;
 mod outbox;
+mod receiver_guide;
 mod retention;
 mod sdk;
 mod supervision;

@@ -3,11 +3,16 @@
 //! The test set-up makes a virtualenv under `target/` and installs `tests/sdk/requirements.txt`
 //! into it (once), then runs `tests/sdk/svix_sdk_test.py` against this test's instance.
 
-use std::{path::PathBuf, process::Command};
+use std::{path::PathBuf, process::Command, sync::Mutex};
 
 use crate::support::*;
 
-fn python_with_svix() -> PathBuf {
+/// The virtualenv's python, with `tests/sdk/requirements.txt` installed (the Svix SDK and
+/// `standardwebhooks`; the receiver's guide uses it too). Tests running at once wait for the
+/// first one's install.
+pub fn python_with_svix() -> PathBuf {
+    static INSTALL: Mutex<()> = Mutex::new(());
+    let _installing = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let venv = root.join("target/sdk-venv");
     let python = venv.join("bin/python");
