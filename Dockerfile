@@ -3,6 +3,8 @@
 # Herald's image: a small Debian runtime with one static-ish binary, run as a non-root user.
 #   docker build -t herald .
 #   docker run -e HERALD_DATABASE_URL=postgres://... -e HERALD_API_TOKENS=... -p 8071:8071 herald
+#   docker run --rm herald verify --secret whsec_... --id ... --timestamp ... --signature ... < body
+# or, with PostgreSQL, `docker compose up` (see docker-compose.yml and the README).
 
 ARG RUST_VERSION=1.95
 ARG DEBIAN=bookworm
@@ -14,12 +16,12 @@ RUN apt-get update \
 WORKDIR /src
 
 # 1. Dependencies only, in their own layer: it is rebuilt when Cargo.toml/Cargo.lock change,
-#    not on every source edit.
+#    not on every source edit. Cargo refuses a manifest whose declared targets are missing,
+#    so every `path = "..."` in Cargo.toml gets a stub (the real sources are copied below).
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src/bin/herald-bench \
- && echo 'fn main() {}' > src/main.rs \
- && echo 'fn main() {}' > src/bin/herald-bench/main.rs \
- && touch src/lib.rs \
+RUN grep -o '^path = "[^"]*"' Cargo.toml | cut -d'"' -f2 | while read -r target; do \
+        mkdir -p "$(dirname "$target")" && echo 'fn main() {}' > "$target"; \
+    done \
  && cargo build --release --locked --bin herald \
  && rm -rf src
 
@@ -47,4 +49,10 @@ EXPOSE 8071
 # SIGTERM drains in-flight deliveries (HERALD_SHUTDOWN_GRACE, default 20s): give the
 # orchestrator's stop timeout a little more than that.
 STOPSIGNAL SIGTERM
+# Readiness: the database answers and every dispatcher actor sent a heartbeat recently
+# (`herald healthcheck --live` would only check that the process serves HTTP). Every role
+# listens on HERALD_LISTEN, worker-only replicas included, so this works for all of them.
+HEALTHCHECK --interval=15s --timeout=6s --start-period=30s --retries=3 \
+    CMD ["/usr/local/bin/herald", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/herald"]
+CMD ["serve"]

@@ -212,3 +212,52 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// The `herald verify` example of docs/receivers.md, exactly as printed there.
+#[test]
+fn the_guides_verify_example_is_valid() {
+    let guide = include_str!("../../docs/receivers.md");
+    let start = guide
+        .find("herald verify --secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        .expect("the guide's example");
+    let command: String =
+        guide[start..guide[start..].find("# valid").unwrap() + start].replace("\\\n", " ");
+    let body_line = "printf '%s' '";
+    let body_start = guide[..start].rfind(body_line).unwrap() + body_line.len();
+    let body = &guide[body_start..body_start + guide[body_start..].find("' >").unwrap()];
+    let dir = tempfile_dir();
+    std::fs::write(dir.join("body.json"), body).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .current_dir(&dir)
+        .args(shell_words(&command).iter().skip(1))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "valid",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Splits a one-line shell command; single quotes only (all the guide uses).
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut quoted = false;
+    let mut word = String::new();
+    for c in line.trim().chars() {
+        match c {
+            '\'' => quoted = !quoted,
+            c if c.is_whitespace() && !quoted => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
