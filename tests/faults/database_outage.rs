@@ -1,0 +1,139 @@
+//! PostgreSQL stopped for 10 seconds in the middle of a run: Herald keeps running, answers
+//! API calls with a prompt 503 meanwhile, reconnects (the LISTEN connection included) and
+//! delivers everything.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::{
+    scene::Scene,
+    serial,
+    support::{bounded, wait_until},
+};
+
+const OUTAGE: Duration = Duration::from_secs(10);
+/// HERALD_DATABASE_TIMEOUT in this test: the longest an API call may wait for a connection.
+const DATABASE_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[actix_rt::test]
+async fn a_database_outage_is_ridden_out() {
+    let _serial = serial().await;
+    bounded(Duration::from_secs(180), async {
+        let total = 20_000;
+        let mut scene = Scene::new(2).await;
+        // Slow enough that the run is still going when the database stops.
+        scene.receiver.delay(Duration::from_millis(5));
+        let overrides = [
+            ("HERALD_DATABASE_TIMEOUT", "2s"),
+            // Claims must come from NOTIFY (and full batches), not from polling: after the
+            // outage, prompt pick-up of new work proves the LISTEN connection is back.
+            ("HERALD_POLL_INTERVAL", "30s"),
+        ];
+        let mut heralds = scene.heralds(2, &overrides).await;
+        let pids: Vec<u32> = heralds.iter().map(|h| h.pid()).collect();
+        let expected = scene.enqueue(total, 1000).await;
+
+        let started = wait_until(
+            Duration::from_secs(60),
+            || std::future::ready(scene.delivered()),
+            |n| *n >= total / 5,
+        )
+        .await;
+        assert!(started, "deliveries did not start");
+        scene.pg.stop().await;
+        let stopped = Instant::now();
+        assert!(!scene.pg.is_running());
+        let arrived_at_stop = scene.delivered();
+        assert!(arrived_at_stop < total, "the outage must come mid-run");
+
+        // API calls meanwhile: a prompt 503, never a hang.
+        let app = scene.app.clone();
+        let message = json!({"eventType": "fault.0", "payload": {"during": "outage"}});
+        let bound = DATABASE_TIMEOUT + Duration::from_secs(3);
+        let mut calls = 0;
+        while stopped.elapsed() < OUTAGE {
+            let h = &heralds[calls % heralds.len()];
+            let key = format!("outage-{calls}");
+            let attempts: [(&str, String, Option<serde_json::Value>, Vec<(&str, &str)>); 4] = [
+                ("GET", "/api/v1/health".into(), None, vec![]),
+                ("GET", "/api/v1/app".into(), None, vec![]),
+                ("GET", format!("/api/v1/app/{app}/msg"), None, vec![]),
+                (
+                    "POST",
+                    format!("/api/v1/app/{app}/msg"),
+                    Some(message.clone()),
+                    vec![("idempotency-key", key.as_str())],
+                ),
+            ];
+            for (method, path, body, headers) in attempts {
+                let (status, took) = h.call(method, &path, body, &headers, bound * 2).await;
+                assert_eq!(
+                    status,
+                    Some(503),
+                    "{method} {path} on {} during the outage: {status:?} after {took:?}",
+                    h.name
+                );
+                assert!(
+                    took <= bound,
+                    "{method} {path} took {took:?} to answer 503 (bound {bound:?})"
+                );
+                calls += 1;
+            }
+        }
+        for h in &mut heralds {
+            assert!(h.is_running(), "{} survived the outage", h.name);
+        }
+        scene.pg.start_again().await;
+        let outage = stopped.elapsed();
+
+        scene
+            .wait_all_arrived(&expected, Duration::from_secs(120))
+            .await;
+        scene.wait_all_settled(Duration::from_secs(30)).await;
+        for (h, pid) in heralds.iter_mut().zip(&pids) {
+            assert!(h.is_running() && h.pid() == *pid, "{} kept running", h.name);
+        }
+
+        // Each instance listens again...
+        let db = scene.db.clone();
+        let listening = wait_until(
+            Duration::from_secs(20),
+            || {
+                let db = db.clone();
+                async move {
+                    sqlx::query_scalar::<_, i64>(
+                        "SELECT count(*) FROM pg_stat_activity \
+                         WHERE application_name = 'herald' AND query ILIKE 'LISTEN%'",
+                    )
+                    .fetch_one(&db)
+                    .await
+                    .unwrap_or(-1)
+                }
+            },
+            |n| *n == heralds.len() as i64,
+        )
+        .await;
+        assert!(listening, "not every instance listens for notifications again");
+        // ...and new work is picked up at once (polling comes only every 30 s).
+        for i in 0..5 {
+            let sent = Instant::now();
+            let one = scene.enqueue_from(total + i, 1, 1).await;
+            scene
+                .wait_all_arrived(&one, Duration::from_secs(3))
+                .await;
+            eprintln!("after the outage, message {i} arrived in {:?}", sent.elapsed());
+        }
+        let (status, _) = heralds[0]
+            .call("GET", "/api/v1/app", None, &[], Duration::from_secs(5))
+            .await;
+        assert_eq!(status, Some(200), "the API is back");
+        let duplicates = scene.receiver.tally(|t| t.duplicates());
+        eprintln!(
+            "PostgreSQL on port {}: outage of {outage:?} with {arrived_at_stop} of {total} arrived; {calls} API calls \
+             answered 503; {duplicates} duplicates",
+            scene.pg.port()
+        );
+    })
+    .await;
+}
