@@ -9,7 +9,7 @@ use crate::{receiver::Tries, scene::Scene, serial, support::bounded};
 async fn a_receiver_failing_30_percent_gets_everything_and_every_try_is_logged() {
     let _serial = serial().await;
     bounded(Duration::from_secs(180), async {
-        let total = 5_000;
+        let total = 10_000;
         let scene = Scene::new(4).await;
         scene.receiver.fail_ratio(0.3);
         // Sixteen attempts 200 ms apart: 0.3^16 makes a dead letter practically impossible.

@@ -29,8 +29,6 @@ async fn a_sender_that_keeps_dying_is_restarted_and_the_others_deliver() {
             );
         }
         let scene = Scene::with_endpoint_ids(ids).await;
-        // About three seconds of work, so that health lines are logged while sender-0 dies.
-        scene.receiver.delay(Duration::from_millis(10));
         let stop_every = STOP_EVERY.to_string();
         let herald = scene
             .heralds(
@@ -38,15 +36,20 @@ async fn a_sender_that_keeps_dying_is_restarted_and_the_others_deliver() {
                 &[
                     ("HERALD_SENDERS", "3"),
                     ("HERALD_FAULT_SENDER_STOP_EVERY", &stop_every),
-                    ("HERALD_ENDPOINT_CONCURRENCY", "2"),
-                    ("HERALD_MAX_IN_FLIGHT_PER_ENDPOINT", "50"),
                     ("HERALD_HEARTBEAT_INTERVAL", "100ms"),
                     ("HERALD_HEALTH_LOG_INTERVAL", "250ms"),
                 ],
             )
             .await
             .remove(0);
-        let expected = scene.enqueue(3_000, 500).await;
+        // A steady producer for four seconds, so that sender-0 dies again and again while
+        // traffic for every sender keeps coming.
+        let mut expected = Vec::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        for wave in 0..80 {
+            tick.tick().await;
+            expected.extend(scene.enqueue_from(wave * 60, 60, 60).await);
+        }
         scene
             .wait_all_arrived(&expected, Duration::from_secs(120))
             .await;
