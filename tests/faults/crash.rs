@@ -38,13 +38,9 @@ async fn an_instance_killed_mid_run_loses_nothing() {
                 .unwrap()
             }
         };
-        let started = wait_until(
-            Duration::from_secs(60),
-            || std::future::ready(scene.delivered()),
-            |n| *n >= total / 4,
-        )
-        .await;
-        assert!(started, "deliveries did not start");
+        scene
+            .wait_arrivals(total / 4, Duration::from_secs(60))
+            .await;
         let holding = wait_until(Duration::from_secs(10), leased_to_victim, |n| *n > 0).await;
         assert!(holding, "herald-3 never held a lease");
         let victim = &mut heralds[2];

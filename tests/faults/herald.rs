@@ -174,7 +174,10 @@ impl Herald {
         timeout: Duration,
     ) -> (Option<u16>, Duration) {
         let mut request = client()
-            .request(method.parse().unwrap(), format!("{}{path}", self.base_url()))
+            .request(
+                method.parse().unwrap(),
+                format!("{}{path}", self.base_url()),
+            )
             .bearer_auth(TOKEN)
             .timeout(timeout);
         for (k, v) in headers {
@@ -192,12 +195,39 @@ impl Herald {
 impl Drop for Herald {
     fn drop(&mut self) {
         self.kill();
-        if std::thread::panicking() {
-            eprintln!(
-                "--- {} log ({}) ---\n{}",
+        let failing = std::thread::panicking();
+        if failing || std::env::var_os("FAULTS_KEEP_LOGS").is_some() {
+            // The temporary directory goes with the test: keep a copy of the whole log.
+            let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("faults-logs");
+            let copy = keep.join(format!(
+                "{}-{}",
                 self.name,
-                self.log_path.display(),
-                tail(&self.log(), 80)
+                self.log_path
+                    .parent()
+                    .and_then(|p| p.file_name())
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            ));
+            let kept = std::fs::create_dir_all(&keep)
+                .and_then(|_| std::fs::copy(&self.log_path, &copy))
+                .is_ok();
+            if !failing {
+                return;
+            }
+            let log = self.log();
+            let events: Vec<&str> = log
+                .lines()
+                .filter(|l| !l.contains("\"actor health\""))
+                .collect();
+            eprintln!(
+                "--- {} log without health lines (whole log: {}) ---\n{}",
+                self.name,
+                if kept {
+                    copy.display().to_string()
+                } else {
+                    "not kept".into()
+                },
+                events[events.len().saturating_sub(60)..].join("\n")
             );
         }
     }
@@ -223,7 +253,11 @@ impl Herald {
     pub fn sender_successes(&self) -> u64 {
         self.health_lines()
             .iter()
-            .filter(|e| e["actor"].as_str().is_some_and(|a| a.starts_with("sender-")))
+            .filter(|e| {
+                e["actor"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with("sender-"))
+            })
             .map(|e| e["succeeded"].as_u64().unwrap_or(0))
             .sum()
     }

@@ -48,7 +48,10 @@ async fn three_instances_deliver_20000_messages_each_exactly_once() {
         let shares: Vec<u64> = heralds.iter().map(|h| h.sender_successes()).collect();
         assert!(reported, "health lines report {shares:?} deliveries");
         assert_eq!(shares.iter().sum::<u64>(), 20_000, "{shares:?}");
-        assert!(shares.iter().all(|n| *n > 0), "an instance idled: {shares:?}");
+        assert!(
+            shares.iter().all(|n| *n > 0),
+            "an instance idled: {shares:?}"
+        );
         for h in &mut heralds {
             assert!(h.is_running(), "{} is still running", h.name);
         }

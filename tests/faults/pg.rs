@@ -94,7 +94,16 @@ impl PgCluster {
         let data = self.data_dir();
         self.run(
             "pg_ctl",
-            &["-D", path_str(&data), "-m", "fast", "-w", "-t", "60", "stop"],
+            &[
+                "-D",
+                path_str(&data),
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                "60",
+                "stop",
+            ],
         )
         .await;
         self.running = false;

@@ -120,7 +120,9 @@ impl Receiver {
     /// Answer this fraction of requests (0.0 to 1.0) with 500, picked at random.
     pub fn fail_ratio(&self, ratio: f64) {
         let per_mille = (ratio.clamp(0.0, 1.0) * 1000.0).round() as u32;
-        self.state.fail_per_mille.store(per_mille, Ordering::Relaxed);
+        self.state
+            .fail_per_mille
+            .store(per_mille, Ordering::Relaxed);
     }
 
     /// Hold every request this long before answering.

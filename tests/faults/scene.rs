@@ -43,7 +43,9 @@ impl Scene {
 
     pub async fn with_endpoint_ids(endpoints: Vec<String>) -> Scene {
         let pg = PgCluster::start().await;
-        let mut admin = PgConnection::connect(&pg.url()).await.expect("connect to the cluster");
+        let mut admin = PgConnection::connect(&pg.url())
+            .await
+            .expect("connect to the cluster");
         admin
             .execute("CREATE DATABASE herald")
             .await
@@ -155,6 +157,21 @@ impl Scene {
         expected
     }
 
+    /// Waits until `n` deliveries have arrived (a point in the middle of a run).
+    pub async fn wait_arrivals(&self, n: usize, timeout: Duration) {
+        let reached = wait_until(
+            timeout,
+            || std::future::ready(self.delivered()),
+            |got| *got >= n,
+        )
+        .await;
+        assert!(
+            reached,
+            "{} of the {n} deliveries awaited arrived within {timeout:?}",
+            self.delivered()
+        );
+    }
+
     /// Deliveries the receiver answered with success at least once.
     pub fn delivered(&self) -> usize {
         self.receiver.tally(|t| t.delivered())
@@ -163,32 +180,40 @@ impl Scene {
     /// Waits until every expected delivery has arrived (answered 2xx) at the receiver, then
     /// checks that exactly these did; panics with what is missing otherwise.
     pub async fn wait_all_arrived(&self, expected: &[Expected], timeout: Duration) {
-        let want = expected.len();
-        let mut got = 0;
-        let reached = wait_until(
+        let missing = || {
+            self.receiver.tally(|t| {
+                expected
+                    .iter()
+                    .filter(|e| t.get(&e.label, &e.message_id).ok == 0)
+                    .cloned()
+                    .collect::<Vec<Expected>>()
+            })
+        };
+        let mut left = Vec::new();
+        wait_until(
             timeout,
-            || std::future::ready(self.delivered()),
-            |n| {
-                got = *n;
-                *n >= want
+            || std::future::ready(missing()),
+            |m| {
+                left = m.clone();
+                m.is_empty()
             },
         )
         .await;
-        let missing: Vec<&Expected> = self.receiver.tally(|t| {
-            expected
-                .iter()
-                .filter(|e| t.get(&e.label, &e.message_id).ok == 0)
-                .collect()
-        });
         assert!(
-            reached && missing.is_empty(),
-            "after {timeout:?}, {got} of {want} deliveries arrived; missing e.g. {:?}; \
+            left.is_empty(),
+            "after {timeout:?}, {} of {} deliveries have not arrived, e.g. {:?}; \
              delivery states: {:?}",
-            &missing[..missing.len().min(5)],
+            left.len(),
+            expected.len(),
+            &left[..left.len().min(5)],
             self.delivery_states().await
         );
         let bad = self.receiver.tally(|t| t.bad.clone());
-        assert!(bad.is_empty(), "bad requests: {:?}", &bad[..bad.len().min(5)]);
+        assert!(
+            bad.is_empty(),
+            "bad requests: {:?}",
+            &bad[..bad.len().min(5)]
+        );
     }
 
     /// Waits until every delivery row is `succeeded` (its outcome written).
@@ -219,12 +244,10 @@ impl Scene {
 
     /// `status → count` of the delivery rows.
     pub async fn delivery_states(&self) -> Vec<(String, i64)> {
-        sqlx::query_as(
-            "SELECT status::text, count(*) FROM herald.delivery GROUP BY 1 ORDER BY 1",
-        )
-        .fetch_all(&self.db)
-        .await
-        .unwrap_or_default()
+        sqlx::query_as("SELECT status::text, count(*) FROM herald.delivery GROUP BY 1 ORDER BY 1")
+            .fetch_all(&self.db)
+            .await
+            .unwrap_or_default()
     }
 
     pub async fn count(&self, sql: &str) -> i64 {

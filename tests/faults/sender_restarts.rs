@@ -60,9 +60,9 @@ async fn a_sender_that_keeps_dying_is_restarted_and_the_others_deliver() {
             h.events()
                 .iter()
                 .filter(|e| {
-                    e["message"]
-                        .as_str()
-                        .is_some_and(|m| m.starts_with("injected fault (HERALD_FAULT_SENDER_STOP_EVERY)"))
+                    e["message"].as_str().is_some_and(|m| {
+                        m.starts_with("injected fault (HERALD_FAULT_SENDER_STOP_EVERY)")
+                    })
                 })
                 .count() as u64
         };

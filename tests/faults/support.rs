@@ -5,7 +5,7 @@ use std::{
     future::Future,
     net::TcpListener,
     path::{Path, PathBuf},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 /// A directory under the system's temporary directory, removed with everything in it when
@@ -44,30 +44,14 @@ pub fn free_port() -> u16 {
 /// Runs a test body, failing the test if it takes longer than `limit`. Everything the body
 /// owns (processes, clusters) is dropped on the way out, and prints its logs.
 pub async fn bounded<F: Future<Output = ()>>(limit: Duration, body: F) {
-    if tokio::time::timeout(limit, body).await.is_err() {
+    let mut body = std::pin::pin!(body);
+    if tokio::time::timeout(limit, body.as_mut()).await.is_err() {
+        // Panicking while the body is still alive: its processes and cluster are dropped
+        // while unwinding, and print their logs.
         panic!("the test did not finish within {limit:?}");
     }
 }
 
-/// Polls `probe` every 50 ms until `done` accepts its value; false if `timeout` passed
-/// first. `probe` is always called at least once.
-pub async fn wait_until<T, F, Fut>(
-    timeout: Duration,
-    mut probe: F,
-    mut done: impl FnMut(&T) -> bool,
-) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = T>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if done(&probe().await) {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+#[path = "../common/wait.rs"]
+mod wait;
+pub use wait::wait_until;
