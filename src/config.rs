@@ -628,7 +628,11 @@ mod tests {
 
     #[test]
     fn sender_stop_fault_is_refused_in_production() {
-        assert_eq!(load(&[]).unwrap().fault_sender_stop_every, 0, "off by default");
+        assert_eq!(
+            load(&[]).unwrap().fault_sender_stop_every,
+            0,
+            "off by default"
+        );
         let on = load(&[("HERALD_FAULT_SENDER_STOP_EVERY", "50")]).unwrap();
         assert_eq!(on.fault_sender_stop_every, 50);
         let err = load(&[

@@ -440,7 +440,11 @@ mod tests {
         let mut paused = HashMap::new();
         assert_eq!(first_resume(&paused, now), None);
         paused.insert("ep_over".to_string(), now - Duration::from_secs(1));
-        assert_eq!(first_resume(&paused, now), None, "an ended pause is not waited for");
+        assert_eq!(
+            first_resume(&paused, now),
+            None,
+            "an ended pause is not waited for"
+        );
     }
 
     #[test]
