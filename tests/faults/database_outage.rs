@@ -54,9 +54,11 @@ async fn a_database_outage_is_ridden_out() {
         let (mut calls, mut slowest) = (0, Duration::ZERO);
         // Rounds of calls (all four at once, to each instance in turn) until the outage is
         // nearly over; then the rest of the 10 s.
+        let mut rounds = 0;
         while stopped.elapsed() + bound < OUTAGE {
-            let h = &heralds[calls % heralds.len()];
-            let key = format!("outage-{calls}");
+            let h = &heralds[rounds % heralds.len()];
+            rounds += 1;
+            let key = format!("outage-{rounds}");
             let round = [
                 ("GET", "/api/v1/health".to_string(), None, vec![]),
                 ("GET", "/api/v1/app".into(), None, vec![]),
