@@ -191,6 +191,10 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Fault injection for resilience tests: a sender panics on one delivery in N (0 = never).
     pub fault_panic_one_in: u64,
+    /// Fault injection for resilience tests: sender-0 stops itself (an actor stop, which its
+    /// supervisor answers with a restart) after every N deliveries (0 = never). Refused in
+    /// production.
+    pub fault_sender_stop_every: u64,
 }
 
 fn default_environment() -> Environment {
@@ -371,6 +375,21 @@ impl Settings {
                 "must not be greater than retry_after_max",
             ));
         }
+        // Injected faults (panics, a sender that keeps stopping itself) have no place in
+        // production.
+        if self.environment == Environment::Production {
+            for (key, value) in [
+                ("fault_panic_one_in", self.fault_panic_one_in),
+                ("fault_sender_stop_every", self.fault_sender_stop_every),
+            ] {
+                if value > 0 {
+                    return Err(ConfigError::new(
+                        key,
+                        "is fault injection for tests and must be 0 in production",
+                    ));
+                }
+            }
+        }
         if self.database_url.trim().is_empty() {
             return Err(ConfigError::new("database_url", "must be set"));
         }
@@ -474,6 +493,10 @@ impl Settings {
             ("stall_timeout", d(&self.stall_timeout)),
             ("shutdown_grace", d(&self.shutdown_grace)),
             ("fault_panic_one_in", self.fault_panic_one_in.to_string()),
+            (
+                "fault_sender_stop_every",
+                self.fault_sender_stop_every.to_string(),
+            ),
         ];
         lines
             .into_iter()
@@ -644,6 +667,31 @@ mod tests {
             ("HERALD_API_TOKENS", "a-long-enough-token-value"),
         ]);
         assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn injected_faults_are_refused_in_production() {
+        assert_eq!(
+            load(&[]).unwrap().fault_sender_stop_every,
+            0,
+            "off by default"
+        );
+        let on = load(&[("HERALD_FAULT_SENDER_STOP_EVERY", "50")]).unwrap();
+        assert_eq!(on.fault_sender_stop_every, 50);
+        let err = load(&[
+            ("HERALD_ENVIRONMENT", "production"),
+            ("HERALD_API_TOKENS", "a-long-enough-token-value"),
+            ("HERALD_FAULT_SENDER_STOP_EVERY", "50"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.setting, "HERALD_FAULT_SENDER_STOP_EVERY", "{err}");
+        let err = load(&[
+            ("HERALD_ENVIRONMENT", "production"),
+            ("HERALD_API_TOKENS", "a-long-enough-token-value"),
+            ("HERALD_FAULT_PANIC_ONE_IN", "10"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.setting, "HERALD_FAULT_PANIC_ONE_IN", "{err}");
     }
 
     #[test]

@@ -150,6 +150,7 @@ impl Claimer {
         self.claim_started = Some(now);
         self.wake_again = false;
         self.paused_endpoints.retain(|_, until| *until > now);
+        let resume = first_resume(&self.paused_endpoints, now);
         let cap = self.config.max_in_flight_per_endpoint;
         let full = self
             .per_endpoint
@@ -178,6 +179,12 @@ impl Claimer {
                     act.route(jobs);
                     if full || act.wake_again {
                         ctx.notify(Wake);
+                    } else if let Some(at) = resume {
+                        // Paused endpoints were left out of this claim, and their deliveries
+                        // may be all that is waiting. Nothing else wakes us when a pause
+                        // ends: without this, they would wait for the next poll tick or
+                        // notification (with a long poll interval, a stall of that length).
+                        ctx.notify_later(Wake, at.saturating_duration_since(Instant::now()));
                     }
                 }
                 Err(error) => {
@@ -314,6 +321,11 @@ impl Claimer {
     }
 }
 
+/// When the first of these endpoint pauses that is still running at `now` ends.
+fn first_resume(paused: &HashMap<String, Instant>, now: Instant) -> Option<Instant> {
+    paused.values().copied().filter(|until| *until > now).min()
+}
+
 /// Stable within a process, which is all routing needs.
 pub fn sender_index(endpoint_id: &str, senders: usize) -> usize {
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -417,3 +429,35 @@ impl Handler<Heartbeat> for Claimer {
 }
 
 super::stop_handlers!(Claimer);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_without_paused_endpoints_schedules_no_resume() {
+        let now = Instant::now();
+        let mut paused = HashMap::new();
+        assert_eq!(first_resume(&paused, now), None);
+        paused.insert("ep_over".to_string(), now - Duration::from_secs(1));
+        assert_eq!(
+            first_resume(&paused, now),
+            None,
+            "an ended pause is not waited for"
+        );
+    }
+
+    #[test]
+    fn the_claim_after_pauses_comes_when_the_first_one_ends() {
+        let now = Instant::now();
+        let paused = HashMap::from([
+            ("ep_a".to_string(), now + Duration::from_secs(3)),
+            ("ep_b".to_string(), now + Duration::from_millis(1500)),
+            ("ep_c".to_string(), now - Duration::from_secs(1)),
+        ]);
+        assert_eq!(
+            first_resume(&paused, now),
+            Some(now + Duration::from_millis(1500))
+        );
+    }
+}

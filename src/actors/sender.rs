@@ -45,6 +45,9 @@ pub struct SenderConfig {
     pub lane: LaneConfig,
     pub fault_panic_one_in: u64,
     pub metrics: crate::metrics::SharedMetrics,
+    /// Fault injection (`HERALD_FAULT_SENDER_STOP_EVERY`, sender-0 only): stop this actor
+    /// after every N attempted deliveries, so that tests can watch its restarts (0 = never).
+    pub fault_stop_every: u64,
 }
 
 /// Jobs for this sender.
@@ -80,6 +83,8 @@ pub struct Sender {
     /// Jobs whose request is under way, by delivery id.
     running: HashMap<i64, Job>,
     draining: bool,
+    /// Attempted deliveries, counted for `fault_stop_every`.
+    fault_count: u64,
     health: Health,
     /// Set at shutdown: after its final stop the actor comes back idle.
     terminated: bool,
@@ -97,6 +102,7 @@ impl Sender {
             blocked_set: HashSet::new(),
             running: HashMap::new(),
             draining: false,
+            fault_count: 0,
             health: Health::default(),
             terminated: false,
         }
@@ -203,9 +209,33 @@ impl Sender {
                 }
             }
             act.finished(outcome);
+            if attempted && act.injected_stop() {
+                // A real actor stop (not a caught panic): the actix supervisor restarts this
+                // sender in place, and `restarting` hands back what it was doing.
+                ctx.stop();
+                return;
+            }
             act.pump(&endpoint_id, ctx);
             act.pump_blocked(ctx);
         }));
+    }
+
+    /// `HERALD_FAULT_SENDER_STOP_EVERY`: true when this attempted delivery is the one after
+    /// which the sender stops itself.
+    fn injected_stop(&mut self) -> bool {
+        let every = self.config.fault_stop_every;
+        if every == 0 {
+            return false;
+        }
+        self.fault_count += 1;
+        if self.fault_count % every != 0 {
+            return false;
+        }
+        tracing::warn!(
+            deliveries = self.fault_count,
+            "injected fault (HERALD_FAULT_SENDER_STOP_EVERY): sender stops itself"
+        );
+        true
     }
 
     fn finished(&mut self, outcome: Outcome) {
@@ -321,9 +351,15 @@ impl Supervised for Sender {
         self.lanes.clear();
         self.blocked.clear();
         self.blocked_set.clear();
+        let handed_back = abandoned.len();
         self.give_back(abandoned, Utc::now(), "sender restarted");
         if !self.terminated {
             self.health.restarts += 1;
+            tracing::warn!(
+                handed_back,
+                restarts = self.health.restarts,
+                "sender restarted; its unfinished deliveries went back to the queue"
+            );
         }
         self.http = None;
     }

@@ -79,6 +79,8 @@ impl DispatcherConfig {
                 },
                 fault_panic_one_in: s.fault_panic_one_in,
                 metrics: metrics.clone(),
+                // Set for sender-0 only, in `spawn_sender`.
+                fault_stop_every: s.fault_sender_stop_every,
             },
             recorder: RecorderConfig {
                 owner: owner.clone(),
@@ -239,8 +241,12 @@ impl Supervisor {
         })
     }
 
-    fn spawn_sender(&self, arbiter: &Arbiter) -> Addr<Sender> {
-        let config = self.config.sender.clone();
+    fn spawn_sender(&self, arbiter: &Arbiter, index: usize) -> Addr<Sender> {
+        let mut config = self.config.sender.clone();
+        // The injected stop fault hits one sender, so that the others show they carry on.
+        if index != 0 {
+            config.fault_stop_every = 0;
+        }
         let recorder = self.recorder.clone().expect("recorder starts first");
         actix::Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
             Sender::new(config, recorder)
@@ -287,7 +293,7 @@ impl Supervisor {
                 Box::new(addr)
             }
             Kind::Sender(i) => {
-                let addr = self.spawn_sender(&arbiter);
+                let addr = self.spawn_sender(&arbiter, i);
                 if let Some(c) = &self.claimer {
                     c.do_send(claimer::SetSender(i, addr.clone()));
                     addr.do_send(sender::SetClaimer(c.clone()));

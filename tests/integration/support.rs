@@ -1,10 +1,7 @@
 //! The test harness: a fresh database and a running Herald per test, plus the receiver-side
 //! checks a real subscriber would make.
 
-use std::{
-    future::Future,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use herald::{config::Settings, signing::Secret, startup::Application};
 use sqlx::{Connection, Executor, PgConnection, PgPool};
@@ -204,27 +201,9 @@ impl TestApp {
     }
 }
 
-/// Polls `probe` until `done` accepts its value or `timeout` passes.
-pub async fn wait_until<T, F, Fut>(
-    timeout: Duration,
-    mut probe: F,
-    mut done: impl FnMut(&T) -> bool,
-) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = T>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if done(&probe().await) {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
+#[path = "../common/wait.rs"]
+mod wait;
+pub use wait::wait_until;
 
 /// Waits until the mock server has received `n` requests; returns them.
 pub async fn wait_for_requests(
