@@ -58,6 +58,8 @@ impl Application {
             .with_context(|| format!("binding HERALD_LISTEN={}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let data = web::Data::new(pool.clone());
+        // Message creates from every worker share one group commit.
+        let ingest = web::Data::new(crate::api::message::ingest::Ingest::start(&pool));
         let api = std::sync::Arc::new(ApiConfig {
             tokens: ApiTokens(settings.api_tokens.clone()),
             max_body_bytes: settings.max_payload_bytes,
@@ -76,6 +78,7 @@ impl Application {
             App::new()
                 .wrap(TracingLogger::default())
                 .app_data(data.clone())
+                .app_data(ingest.clone())
                 .configure(|cfg| {
                     if full_api {
                         crate::api::routes(cfg, &api)

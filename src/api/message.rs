@@ -1,11 +1,16 @@
 //! `/api/v1/app/{app_id}/msg`: messages. Creating one goes through `herald.send_message`,
-//! the same function producers call in SQL, so both paths give identical rows.
+//! the same function producers call in SQL, so both paths give identical rows; concurrent
+//! creates share one statement and one commit ([`ingest`]).
+
+pub mod ingest;
 
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sqlx::PgPool;
+
+use ingest::{Ingest, NewMessage, Written};
 
 use super::{
     application::{self, ApplicationIn},
@@ -145,70 +150,76 @@ pub async fn resolve_id(pool: &PgPool, app_id: &str, key: &str) -> ApiResult<Str
 
 async fn create(
     pool: web::Data<PgPool>,
+    ingest: web::Data<Ingest>,
     app: web::Path<String>,
     q: web::Query<ContentQuery>,
     Json(input): Json<MessageIn>,
 ) -> ApiResult<HttpResponse> {
     input.validate()?;
-    let app_id = match (application::find(&pool, &app).await?, &input.application) {
-        (Some(a), _) => a.id,
-        // Svix: `application` creates the application along with its first message.
-        (None, Some(new_app)) => {
-            new_app.validate("application.")?;
-            let mut new_app = ApplicationIn {
-                uid: new_app.uid.clone().or_else(|| Some(app.clone())),
-                ..new_app.clone()
-            };
-            if new_app
-                .uid
-                .as_deref()
-                .is_some_and(|u| u.starts_with("app_"))
-            {
-                new_app.uid = None;
-            }
-            application::insert(&pool, &new_app).await?.id
-        }
-        (None, None) => return Err(ApiError::not_found("application")),
+    let app = app.into_inner();
+    let message = NewMessage {
+        app: app.clone(),
+        event_type: input.event_type,
+        payload: input.payload.get().to_string(),
+        event_id: input.event_id,
+        channels: input.channels,
+        tags: input.tags,
     };
-    if let Some(event_id) = &input.event_id {
-        let existing: Option<String> =
-            sqlx::query_scalar("SELECT id FROM herald.message WHERE app_id = $1 AND event_id = $2")
-                .bind(&app_id)
-                .bind(event_id)
-                .fetch_optional(pool.get_ref())
-                .await?;
-        if let Some(id) = existing {
-            return Err(ApiError::Conflict(format!(
-                "a message with eventId '{event_id}' already exists: {id}"
-            )));
+    let written = match ingest.write(message).await? {
+        // Svix: `application` creates the application along with its first message.
+        Written::NoApplication(mut message) => {
+            let Some(new_app) = &input.application else {
+                return Err(ApiError::not_found("application"));
+            };
+            message.app = match application::find(&pool, &app).await? {
+                Some(a) => a.id, // created meanwhile
+                None => create_application(&pool, &app, new_app).await?,
+            };
+            ingest.write(message).await?
         }
+        written => written,
+    };
+    match written {
+        Written::Created {
+            id,
+            timestamp,
+            message,
+        } => Ok(HttpResponse::Accepted().json(MessageOut {
+            id,
+            event_type: message.event_type,
+            payload: payload(Some(message.payload), q.with_content.unwrap_or(true)),
+            event_id: message.event_id,
+            channels: message.channels,
+            tags: message.tags,
+            timestamp,
+        })),
+        Written::Duplicate { id, message } => Err(ApiError::Conflict(format!(
+            "a message with eventId '{}' already exists: {id}",
+            message.event_id.unwrap_or_default()
+        ))),
+        Written::NoApplication(_) => Err(ApiError::not_found("application")),
     }
-    let id: String = sqlx::query_scalar("SELECT herald.send_message($1, $2, $3, $4, $5, $6)")
-        .bind(&app_id)
-        .bind(&input.event_type)
-        .bind(input.payload.get())
-        .bind(&input.event_id)
-        .bind(&input.channels)
-        .bind(&input.tags)
-        .fetch_one(pool.get_ref())
-        .await
-        .map_err(invalid_payload)?;
-    let msg = find(&pool, &app_id, &id, q.with_content.unwrap_or(true)).await?;
-    Ok(HttpResponse::Accepted().json(msg))
 }
 
-/// `herald.send_message` refuses what PostgreSQL's JSON parser refuses (e.g. a lone
-/// surrogate escape serde accepted): that is the caller's input, so 422.
-fn invalid_payload(e: sqlx::Error) -> ApiError {
-    match e.as_database_error().and_then(|d| d.code()) {
-        Some(code) if code == "22P02" || code == "22023" || code == "22P05" => ApiError::invalid(
-            "payload",
-            e.as_database_error()
-                .map(|d| d.message().to_string())
-                .unwrap_or_default(),
-        ),
-        _ => e.into(),
+/// The application a message's path names, created from the message's `application`.
+async fn create_application(
+    pool: &PgPool,
+    key: &str,
+    new_app: &ApplicationIn,
+) -> ApiResult<String> {
+    new_app.validate("application.")?;
+    let mut new_app = ApplicationIn {
+        uid: new_app.uid.clone().or_else(|| Some(key.to_string())),
+        ..new_app.clone()
+    };
+    if new_app
+        .uid
+        .as_deref()
+        .is_some_and(|u| u.starts_with("app_"))
+    {
+        new_app.uid = None;
     }
+    Ok(application::insert(pool, &new_app).await?.id)
 }
 
 /// Sends a message to one endpoint only (send-example), bypassing fan-out.

@@ -3,6 +3,7 @@
 
 mod api_basics;
 mod api_endpoints;
+mod api_ingest;
 mod api_messages;
 mod cli;
 mod delivery;

@@ -56,7 +56,8 @@ pub struct Tallies {
 }
 
 pub struct Receiver {
-    pub base: String,
+    /// One base URL per address listened on.
+    bases: Vec<String>,
     pub tallies: Arc<Mutex<Tallies>>,
     handle: actix_web::dev::ServerHandle,
 }
@@ -68,8 +69,22 @@ struct Shared {
 
 impl Receiver {
     pub fn start(secret: Secret, workers: usize) -> std::io::Result<Receiver> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let base = format!("http://{}", listener.local_addr()?);
+        Receiver::start_on(secret, workers, 1)
+    }
+
+    /// The same, listening on `hosts` loopback addresses (127.0.1.1, 127.0.1.2, ...), so
+    /// that endpoints can be spread over distinct destinations (each gets its own
+    /// connections in Herald).
+    pub fn start_on(secret: Secret, workers: usize, hosts: usize) -> std::io::Result<Receiver> {
+        let mut listeners = vec![TcpListener::bind("127.0.0.1:0")?];
+        for i in 1..hosts {
+            let ip = std::net::Ipv4Addr::new(127, 1 + (i / 250) as u8, 0, 1 + (i % 250) as u8);
+            listeners.push(TcpListener::bind((ip, 0))?);
+        }
+        let bases = listeners
+            .iter()
+            .map(|l| Ok(format!("http://{}", l.local_addr()?)))
+            .collect::<std::io::Result<Vec<String>>>()?;
         let tallies = Arc::new(Mutex::new(Tallies::default()));
         let shared = web::Data::new(Shared {
             secret,
@@ -84,24 +99,32 @@ impl Receiver {
         })
         .workers(workers)
         .max_connections(100_000)
-        .disable_signals()
-        .listen(listener)?
-        .run();
+        .disable_signals();
+        let mut server = server;
+        for listener in listeners {
+            server = server.listen(listener)?;
+        }
+        let server = server.run();
         let handle = server.handle();
         actix_rt::spawn(server);
         Ok(Receiver {
-            base,
+            bases,
             tallies,
             handle,
         })
     }
 
     pub fn url(&self, label: &str) -> String {
-        format!("{}/hook/{label}", self.base)
+        self.url_on(0, label)
+    }
+
+    /// The URL of `label` on the `host`-th address (modulo how many there are).
+    pub fn url_on(&self, host: usize, label: &str) -> String {
+        format!("{}/hook/{label}", self.bases[host % self.bases.len()])
     }
 
     pub fn hanging_url(&self, label: &str) -> String {
-        format!("{}/hang/{label}", self.base)
+        format!("{}/hang/{label}", self.bases[0])
     }
 
     pub fn received(&self, label: &str) -> usize {

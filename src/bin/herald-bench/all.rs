@@ -1,0 +1,180 @@
+//! `all`: every figure issue 5 asks for, with its parameters, each scenario on a database of
+//! its own; one table (figure, value, target) and one JSON line with every report.
+
+use serde_json::Value;
+
+use crate::{api::ApiOptions, run_one, Cli, Scenario};
+
+pub async fn all(cli: &Cli) -> anyhow::Result<Value> {
+    let api = ApiOptions {
+        clients: 32,
+        idempotency_keys: false,
+        event_ids: false,
+        count_db: false,
+    };
+    let scenarios = [
+        (
+            "burn_down",
+            Scenario::BurnDown {
+                messages: 100_000,
+                endpoints: 1,
+                batch: 1000,
+                count_db: false,
+            },
+        ),
+        // A separate run through the counting proxy, so its cost stays out of the figures.
+        (
+            "db_count",
+            Scenario::BurnDown {
+                messages: 20_000,
+                endpoints: 1,
+                batch: 1000,
+                count_db: true,
+            },
+        ),
+        (
+            "api_ingest",
+            Scenario::ApiIngest {
+                messages: 100_000,
+                api,
+            },
+        ),
+        (
+            "latency",
+            Scenario::Latency {
+                rate: 1000,
+                seconds: 10,
+                api,
+            },
+        ),
+        (
+            "claim",
+            Scenario::Claim {
+                backlogs: vec![1000, 100_000, 1_000_000],
+                batch: 500,
+                endpoints: 10,
+                repeats: 20,
+                no_vacuum: false,
+            },
+        ),
+        (
+            "endpoints",
+            Scenario::Endpoints {
+                endpoints: 10_000,
+                messages: 10,
+                hosts: 100,
+            },
+        ),
+    ];
+    let mut reports = serde_json::Map::new();
+    for (name, scenario) in scenarios {
+        eprintln!("herald-bench: running {name}");
+        reports.insert(name.into(), run_one(cli, &scenario).await?);
+    }
+    Ok(Value::Object(reports))
+}
+
+/// One table row: figure, value, target, whether the target is met.
+struct Row(&'static str, String, &'static str, Option<bool>);
+
+pub fn print(all: &Value) {
+    let num = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+    let (bd, db, ingest, lat, claim, eps) = (
+        &all["burn_down"],
+        &all["db_count"],
+        &all["api_ingest"],
+        &all["latency"],
+        &all["claim"],
+        &all["endpoints"],
+    );
+    let claim_levels: Vec<String> = claim["levels"]
+        .as_array()
+        .map(|levels| {
+            levels
+                .iter()
+                .map(|l| format!("{}: {} ms", l["backlog"], l["claim_ms_p50"]))
+                .collect()
+        })
+        .unwrap_or_default();
+    let dup: f64 = ["burn_down", "db_count", "latency", "endpoints"]
+        .iter()
+        .map(|k| num(&all[*k]["duplicates"]))
+        .sum();
+    let lost: f64 = ["burn_down", "db_count", "latency", "endpoints"]
+        .iter()
+        .map(|k| num(&all[*k]["lost"]))
+        .sum::<f64>()
+        + num(&ingest["accepted_but_not_stored"]);
+    let bad: f64 = ["burn_down", "db_count", "latency", "endpoints"]
+        .iter()
+        .map(|k| num(&all[*k]["bad_signatures"]))
+        .sum();
+    let rows = [
+        Row(
+            "ingest: herald.send_message, 1000 per transaction (msg/s)",
+            bd["send_message_per_sec"].to_string(),
+            "",
+            None,
+        ),
+        Row(
+            "ingest: HTTP API, 32 clients (msg/s)",
+            ingest["api_accepted_per_sec"].to_string(),
+            ">= 10000",
+            Some(num(&ingest["api_accepted_per_sec"]) >= 10_000.0),
+        ),
+        Row(
+            "burn-down: 100,000 messages -> 1 endpoint (deliveries/s)",
+            bd["deliveries_per_sec"].to_string(),
+            ">= 10000",
+            Some(num(&bd["deliveries_per_sec"]) >= 10_000.0),
+        ),
+        Row(
+            "latency at 1000 msg/s via API: p50 / p90 / p99 (ms)",
+            format!(
+                "{} / {} / {}",
+                lat["latency_p50_ms"], lat["latency_p90_ms"], lat["latency_p99_ms"]
+            ),
+            "p99 <= 20",
+            Some(num(&lat["latency_p99_ms"]) <= 20.0),
+        ),
+        Row(
+            "claim of 500, p50 by backlog",
+            claim_levels.join(", "),
+            "no growth (largest/smallest <= 2)",
+            Some(num(&claim["claim_p50_ratio_largest_to_smallest"]) <= 2.0),
+        ),
+        Row(
+            "peak RSS, 10,000 endpoints (MiB)",
+            eps["herald_peak_rss_mib"].to_string(),
+            "< 150",
+            Some(num(&eps["herald_peak_rss_mib"]) < 150.0),
+        ),
+        Row(
+            "db per delivery: round trips / statements / transactions",
+            format!(
+                "{} / {} / {}",
+                db["db_per_delivery"]["round_trips"],
+                db["db_per_delivery"]["statements"],
+                db["db_per_delivery"]["transactions"]
+            ),
+            "",
+            None,
+        ),
+        Row(
+            "duplicates / lost / bad signatures",
+            format!("{dup} / {lost} / {bad}"),
+            "0 / 0 / 0",
+            Some(dup == 0.0 && lost == 0.0 && bad == 0.0),
+        ),
+    ];
+    println!("{:<58} {:<44} {:<34} met", "figure", "value", "target");
+    for Row(figure, value, target, met) in rows {
+        let met = match met {
+            Some(true) => "yes",
+            Some(false) => "NO",
+            None => "",
+        };
+        println!("{figure:<58} {value:<44} {target:<34} {met}");
+    }
+    println!("{}", serde_json::to_string(all).unwrap_or_default());
+}
