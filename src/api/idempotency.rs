@@ -3,7 +3,9 @@
 //!
 //! The key is claimed by inserting a row with no status before the request runs; a second
 //! request with the key while the first runs gets 409. 5xx answers are not stored (the
-//! request may be retried for real). Keys are kept 24 hours (see retention).
+//! request may be retried for real). Keys are kept 24 hours (see retention). Claims and
+//! answers of concurrent requests are written together (group commit, see
+//! [`super::message::ingest`]).
 
 use actix_web::{
     body::{self, BoxBody, MessageBody},
@@ -14,7 +16,10 @@ use actix_web::{
 };
 use sqlx::PgPool;
 
-use super::error::ApiError;
+use super::{
+    error::ApiError,
+    message::ingest::{Ingest, KeyAnswer, KeyClaim},
+};
 
 pub async fn replay_or_record(
     req: ServiceRequest,
@@ -37,18 +42,22 @@ pub async fn replay_or_record(
         .app_data::<web::Data<PgPool>>()
         .cloned()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no pool")))?;
+    let ingest = req
+        .app_data::<web::Data<Ingest>>()
+        .cloned()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no group-commit writers")))?;
     let request = format!("{} {}", req.method(), req.path());
 
-    let claimed = sqlx::query(
-        "INSERT INTO herald.idempotency (key, request) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-    )
-    .bind(&key)
-    .bind(&request)
-    .execute(pool.get_ref())
-    .await
-    .map_err(ApiError::from)?
-    .rows_affected()
-        == 1;
+    // Claims of concurrent requests share one statement and commit.
+    let claim = KeyClaim {
+        key: key.clone(),
+        request: request.clone(),
+    };
+    let (_, claimed) = ingest
+        .key_claims
+        .write(claim)
+        .await
+        .map_err(ApiError::from)?;
     if !claimed {
         let (stored_request, status, body): (String, Option<i16>, Option<Vec<u8>>) =
             sqlx::query_as("SELECT request, status, body FROM herald.idempotency WHERE key = $1")
@@ -94,11 +103,14 @@ pub async fn replay_or_record(
     let bytes = body::to_bytes(payload)
         .await
         .map_err(|_| ApiError::Internal(anyhow::anyhow!("unreadable response body")))?;
-    sqlx::query("UPDATE herald.idempotency SET status = $2, body = $3 WHERE key = $1")
-        .bind(&key)
-        .bind(status.as_u16() as i16)
-        .bind(bytes.as_ref())
-        .execute(pool.get_ref())
+    let answer = KeyAnswer {
+        key,
+        status: status.as_u16() as i16,
+        body: bytes.clone(),
+    };
+    ingest
+        .key_answers
+        .write(answer)
         .await
         .map_err(ApiError::from)?;
     let res = head.set_body(BoxBody::new(bytes));

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sqlx::PgPool;
 
-use ingest::{Ingest, NewMessage, Written};
+use ingest::{invalid_payload, Ingest, NewMessage, Written};
 
 use super::{
     application::{self, ApplicationIn},
@@ -165,9 +165,10 @@ async fn create(
         channels: input.channels,
         tags: input.tags,
     };
-    let written = match ingest.write(message).await? {
+    let write = |message| ingest.messages.write(message);
+    let (message, written) = match write(message).await.map_err(invalid_payload)? {
         // Svix: `application` creates the application along with its first message.
-        Written::NoApplication(mut message) => {
+        (mut message, Written::NoApplication) => {
             let Some(new_app) = &input.application else {
                 return Err(ApiError::not_found("application"));
             };
@@ -175,16 +176,12 @@ async fn create(
                 Some(a) => a.id, // created meanwhile
                 None => create_application(&pool, &app, new_app).await?,
             };
-            ingest.write(message).await?
+            write(message).await.map_err(invalid_payload)?
         }
         written => written,
     };
     match written {
-        Written::Created {
-            id,
-            timestamp,
-            message,
-        } => Ok(HttpResponse::Accepted().json(MessageOut {
+        Written::Created { id, timestamp } => Ok(HttpResponse::Accepted().json(MessageOut {
             id,
             event_type: message.event_type,
             payload: payload(Some(message.payload), q.with_content.unwrap_or(true)),
@@ -193,11 +190,11 @@ async fn create(
             tags: message.tags,
             timestamp,
         })),
-        Written::Duplicate { id, message } => Err(ApiError::Conflict(format!(
+        Written::Duplicate { id } => Err(ApiError::Conflict(format!(
             "a message with eventId '{}' already exists: {id}",
             message.event_id.unwrap_or_default()
         ))),
-        Written::NoApplication(_) => Err(ApiError::not_found("application")),
+        Written::NoApplication => Err(ApiError::not_found("application")),
     }
 }
 

@@ -195,3 +195,61 @@ async fn http_and_sql_fan_out_alike() {
     }
     t.finish().await;
 }
+
+#[actix_rt::test]
+async fn concurrent_requests_with_idempotency_keys_create_once_per_key() {
+    let t = spawn_app_with(&[("HERALD_ROLE", "api")]).await;
+    let api = t.api();
+    api.acme_endpoint(json!({"url": "https://example.com/a"}))
+        .await;
+    let auth = format!("Bearer {TOKEN}");
+    // 60 requests at once; the last 10 repeat the keys of the first 10 (an SDK retrying
+    // while the first attempt is still being answered).
+    let keys: Vec<String> = (0..60).map(|i| format!("key-{}", i % 50)).collect();
+    let send = |key: &str| {
+        let body = serde_json::to_vec(&json!({"eventType": "a", "payload": {"key": key}}));
+        let headers = [
+            ("authorization", auth.clone()),
+            ("idempotency-key", key.to_string()),
+        ];
+        let api = &api;
+        async move {
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            api.send("POST", MSG, Some(body.unwrap()), &headers).await
+        }
+    };
+    let answers = join_all(keys.iter().map(|k| send(k))).await;
+    let mut first: HashMap<&str, String> = HashMap::new();
+    for (key, (status, answer)) in keys.iter().zip(&answers) {
+        match status {
+            202 => {
+                let id = answer["id"].as_str().unwrap().to_string();
+                // A repeat that came after the first answer replays it.
+                if let Some(earlier) = first.insert(key, id.clone()) {
+                    assert_eq!(earlier, id, "{key}");
+                }
+            }
+            // A repeat that came while the first was running.
+            409 => assert!(answer["detail"]
+                .as_str()
+                .unwrap()
+                .contains("still being processed")),
+            other => panic!("{key}: {other} {answer}"),
+        }
+    }
+    assert_eq!(t.count("SELECT count(*) FROM herald.message").await, 50);
+    // Every key now replays its first answer.
+    for key in &keys[..50] {
+        let (status, answer) = send(key).await;
+        assert_eq!(status, 202, "{answer}");
+        let id = answer["id"].as_str().unwrap();
+        assert_eq!(
+            first.get(key.as_str()).map(String::as_str),
+            Some(id),
+            "{key}"
+        );
+    }
+    assert_eq!(t.count("SELECT count(*) FROM herald.message").await, 50);
+    t.finish().await;
+}

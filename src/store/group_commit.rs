@@ -1,0 +1,339 @@
+//! Group commit: small writes from many concurrent callers, one statement and one commit.
+//!
+//! A commit (a WAL flush) and a round trip per request would cap the API far below what
+//! PostgreSQL can insert. Callers instead queue their item; one writer takes everything
+//! queued (up to [`MAX_BATCH`] items) and writes it with **one statement**, in its own
+//! implicit transaction: one round trip, one commit. Each caller gets its answer only after
+//! that commit (the statement's result is read up to the server's ReadyForQuery, which
+//! follows the commit), so nothing a caller was told is written can be lost. While one
+//! statement runs the next batch fills, so batches grow with the load by themselves.
+//!
+//! One writer per kind of item, on a dedicated connection (no pool acquire, none of the
+//! pool's per-use pings) whose plans stay index-driven ([`super::index_driven`]). A statement that fails because of one item's data is retried item
+//! by item, so only that caller gets the error. An item that waited longer than the
+//! database timeout without being taken gets [`sqlx::Error::PoolTimedOut`] and is never
+//! written, so its caller may safely retry.
+
+use std::{
+    collections::{HashSet, VecDeque},
+    future::Future,
+    sync::{
+        atomic::{AtomicU8, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use sqlx::{postgres::PgConnectOptions, ConnectOptions, PgConnection, PgPool};
+use tokio::sync::{mpsc, oneshot};
+
+/// Items per statement at most.
+pub const MAX_BATCH: usize = 500;
+/// Bytes per statement at most (by [`Batch::size`]; a single larger item still goes alone).
+const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// A kind of item written in batches.
+pub trait Batch: Sized + 'static {
+    /// What a caller learns about its item.
+    type Output: 'static;
+
+    /// Writes `items` with one statement (no explicit transaction) and returns one output
+    /// per item, in order.
+    fn write<'a>(
+        conn: &'a mut PgConnection,
+        items: &'a [&'a Self],
+    ) -> impl Future<Output = Result<Vec<Self::Output>, sqlx::Error>> + 'a;
+
+    /// Roughly how many bytes the item adds to a statement.
+    fn size(&self) -> usize {
+        0
+    }
+
+    /// Items with the same key never share a statement: the later one waits for the next,
+    /// so that it sees what the earlier one wrote.
+    fn key(&self) -> Option<String> {
+        None
+    }
+}
+
+// A queued item's state, shared by its caller and the writer.
+const QUEUED: u8 = 0;
+const WRITING: u8 = 1;
+/// Its caller gave up waiting: it must not be written.
+const ABANDONED: u8 = 2;
+
+type Reply<T> = oneshot::Sender<Result<(T, <T as Batch>::Output), sqlx::Error>>;
+
+struct Pending<T: Batch> {
+    item: T,
+    state: Arc<AtomicU8>,
+    reply: Reply<T>,
+}
+
+/// The queue of one kind of item. Clones share it; the writer ends when the last is dropped.
+pub struct GroupCommit<T: Batch> {
+    queue: mpsc::UnboundedSender<Pending<T>>,
+    /// How long an item may wait to be taken (the database timeout).
+    timeout: Duration,
+}
+
+impl<T: Batch> Clone for GroupCommit<T> {
+    fn clone(&self) -> Self {
+        GroupCommit {
+            queue: self.queue.clone(),
+            timeout: self.timeout,
+        }
+    }
+}
+
+impl<T: Batch> GroupCommit<T> {
+    /// Starts the writer on the current runtime, connecting with `pool`'s settings and
+    /// these session `settings` (name, value).
+    pub fn start(pool: &PgPool, settings: &[(&str, &str)]) -> Self {
+        let (queue, pending) = mpsc::unbounded_channel();
+        let timeout = pool.options().get_acquire_timeout();
+        let options = super::index_driven((*pool.connect_options()).clone());
+        let options = options.options(settings.iter().copied());
+        actix_rt::spawn(writer(pending, Arc::new(options), timeout));
+        GroupCommit { queue, timeout }
+    }
+
+    /// Writes `item` with the next statement; returns it with its output once committed.
+    pub async fn write(&self, item: T) -> Result<(T, T::Output), sqlx::Error> {
+        let state = Arc::new(AtomicU8::new(QUEUED));
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending {
+            item,
+            state: state.clone(),
+            reply,
+        };
+        self.queue
+            .send(pending)
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        let mut answer = std::pin::pin!(answer);
+        match tokio::time::timeout(self.timeout, &mut answer).await {
+            Ok(result) => result.unwrap_or(Err(sqlx::Error::PoolClosed)),
+            Err(_) => {
+                // Not taken by a statement yet: it never will be, so a retry is safe.
+                if state
+                    .compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    return Err(sqlx::Error::PoolTimedOut);
+                }
+                // Being written: its outcome is the answer.
+                answer.await.unwrap_or(Err(sqlx::Error::PoolClosed))
+            }
+        }
+    }
+}
+
+async fn writer<T: Batch>(
+    mut queue: mpsc::UnboundedReceiver<Pending<T>>,
+    options: Arc<PgConnectOptions>,
+    timeout: Duration,
+) {
+    let mut conn: Option<PgConnection> = None;
+    // Items put off to a later statement (a repeated key).
+    let mut held = VecDeque::new();
+    loop {
+        if held.is_empty() {
+            match queue.recv().await {
+                Some(first) => held.push_back(first),
+                None => return, // every handle is gone
+            }
+        }
+        while let Ok(more) = queue.try_recv() {
+            held.push_back(more);
+        }
+        let batch = take_batch(&mut held);
+        if batch.is_empty() {
+            continue;
+        }
+        match write_batch(&mut conn, &options, timeout, &batch).await {
+            Ok(outputs) => answer(batch, outputs),
+            // One item's data refused: each alone, so that only its caller gets the error.
+            Err(sqlx::Error::Database(_)) if batch.len() > 1 => {
+                for pending in batch {
+                    let alone = [pending];
+                    match write_batch(&mut conn, &options, timeout, &alone).await {
+                        Ok(outputs) => answer(alone.into(), outputs),
+                        Err(e) => fail(alone.into(), e, &mut conn),
+                    }
+                }
+            }
+            Err(e) => fail(batch, e, &mut conn),
+        }
+    }
+}
+
+/// The queued items the next statement takes, marked as being written. Items whose caller
+/// gave up are dropped; an item whose key is already in the batch waits for the next one.
+fn take_batch<T: Batch>(queue: &mut VecDeque<Pending<T>>) -> Vec<Pending<T>> {
+    let mut batch = Vec::new();
+    let mut later = Vec::new();
+    let mut keys = HashSet::new();
+    let mut bytes = 0;
+    while let Some(p) = queue.pop_front() {
+        if p.reply.is_closed() || p.state.load(Ordering::Acquire) != QUEUED {
+            continue;
+        }
+        let key = p.item.key();
+        if key.as_ref().is_some_and(|k| keys.contains(k)) {
+            later.push(p);
+            continue;
+        }
+        let size = p.item.size();
+        if !batch.is_empty() && (batch.len() >= MAX_BATCH || bytes + size > MAX_BATCH_BYTES) {
+            queue.push_front(p);
+            break;
+        }
+        // The caller may give up at this very moment: whichever comes first wins.
+        if p.state
+            .compare_exchange(QUEUED, WRITING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            continue;
+        }
+        bytes += size;
+        keys.extend(key);
+        batch.push(p);
+    }
+    for p in later.into_iter().rev() {
+        queue.push_front(p);
+    }
+    batch
+}
+
+async fn write_batch<T: Batch>(
+    conn: &mut Option<PgConnection>,
+    options: &PgConnectOptions,
+    timeout: Duration,
+    batch: &[Pending<T>],
+) -> Result<Vec<T::Output>, sqlx::Error> {
+    if conn.is_none() {
+        let connected = tokio::time::timeout(timeout, options.connect())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)??;
+        *conn = Some(connected);
+    }
+    let items: Vec<&T> = batch.iter().map(|p| &p.item).collect();
+    let outputs = T::write(conn.as_mut().expect("connected above"), &items).await?;
+    if outputs.len() != items.len() {
+        return Err(sqlx::Error::Protocol(format!(
+            "a batch of {} items was answered with {} outputs",
+            items.len(),
+            outputs.len()
+        )));
+    }
+    Ok(outputs)
+}
+
+fn answer<T: Batch>(batch: Vec<Pending<T>>, outputs: Vec<T::Output>) {
+    for (pending, output) in batch.into_iter().zip(outputs) {
+        let _ = pending.reply.send(Ok((pending.item, output)));
+    }
+}
+
+/// Answers a batch whose statement failed. A failure other than a database error drops the
+/// connection (the next statement reconnects). An item written alone gets the error itself;
+/// the items of a batch that failed for a reason none of them caused (the database is
+/// unreachable) each get a copy of it.
+fn fail<T: Batch>(batch: Vec<Pending<T>>, e: sqlx::Error, conn: &mut Option<PgConnection>) {
+    if !matches!(e, sqlx::Error::Database(_)) {
+        *conn = None;
+    }
+    if batch.len() == 1 {
+        let pending = batch.into_iter().next().expect("one item");
+        let _ = pending.reply.send(Err(e));
+        return;
+    }
+    for pending in batch {
+        let copy = match &e {
+            sqlx::Error::Io(io) => sqlx::Error::Io(std::io::Error::new(io.kind(), io.to_string())),
+            sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed => sqlx::Error::PoolClosed,
+            other => sqlx::Error::Protocol(other.to_string()),
+        };
+        let _ = pending.reply.send(Err(copy));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Item(Option<&'static str>);
+
+    impl Batch for Item {
+        type Output = ();
+        #[allow(clippy::manual_async_fn)]
+        fn write<'a>(
+            _: &'a mut PgConnection,
+            items: &'a [&'a Self],
+        ) -> impl Future<Output = Result<Vec<()>, sqlx::Error>> + 'a {
+            async move { Ok(vec![(); items.len()]) }
+        }
+        fn key(&self) -> Option<String> {
+            self.0.map(String::from)
+        }
+    }
+
+    type Answer = oneshot::Receiver<Result<(Item, ()), sqlx::Error>>;
+
+    fn pending(key: Option<&'static str>, state: u8) -> (Pending<Item>, Answer) {
+        let (reply, answer) = oneshot::channel();
+        let state = Arc::new(AtomicU8::new(state));
+        (
+            Pending {
+                item: Item(key),
+                state,
+                reply,
+            },
+            answer,
+        )
+    }
+
+    #[test]
+    fn a_batch_skips_abandoned_items_and_defers_a_repeated_key() {
+        let mut answers = Vec::new();
+        let mut queue = VecDeque::new();
+        for (key, state) in [
+            (Some("a/e1"), QUEUED),
+            (None, ABANDONED),
+            (Some("a/e1"), QUEUED), // the same key: next statement
+            (Some("b/e1"), QUEUED),
+            (None, QUEUED),
+        ] {
+            let (p, answer) = pending(key, state);
+            queue.push_back(p);
+            answers.push(answer);
+        }
+        let batch = take_batch(&mut queue);
+        let taken: Vec<_> = batch.iter().map(|p| p.item.0).collect();
+        assert_eq!(taken, [Some("a/e1"), Some("b/e1"), None]);
+        assert!(batch
+            .iter()
+            .all(|p| p.state.load(Ordering::Acquire) == WRITING));
+        // The repeated one leads the next batch.
+        assert_eq!(queue.len(), 1);
+        assert_eq!(take_batch(&mut queue).len(), 1);
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn a_batch_holds_at_most_max_batch_items_and_skips_callers_gone() {
+        let mut queue = VecDeque::new();
+        let mut answers = Vec::new();
+        for i in 0..MAX_BATCH + 10 {
+            let (p, answer) = pending(None, QUEUED);
+            queue.push_back(p);
+            // The first caller went away: its item is not written.
+            if i > 0 {
+                answers.push(answer);
+            }
+        }
+        assert_eq!(take_batch(&mut queue).len(), MAX_BATCH);
+        assert_eq!(take_batch(&mut queue).len(), 9);
+    }
+}
