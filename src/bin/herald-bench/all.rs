@@ -186,14 +186,14 @@ pub fn print(all: &Value) {
             Some(dup == 0.0 && lost == 0.0 && bad == 0.0),
         ),
     ];
-    println!("{:<58} {:<44} {:<34} met", "figure", "value", "target");
+    println!("{:<58} {:<52} {:<34} met", "figure", "value", "target");
     for Row(figure, value, target, met) in rows {
         let met = match met {
             Some(true) => "yes",
             Some(false) => "NO",
             None => "",
         };
-        println!("{figure:<58} {value:<44} {target:<34} {met}");
+        println!("{figure:<58} {value:<52} {target:<34} {met}");
     }
     println!("{}", serde_json::to_string(all).unwrap_or_default());
 }
