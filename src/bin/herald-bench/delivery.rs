@@ -8,7 +8,7 @@ use anyhow::bail;
 use crate::{
     pgcount::Proxy,
     receiver::{Receiver, Tally},
-    setup::{round, Bench, Herald, Role},
+    setup::{round, round_to, Bench, Herald, Role},
     Cli,
 };
 
@@ -71,7 +71,7 @@ pub async fn burn_down(
         "deliveries_per_sec": round(deliveries as f64 / elapsed.as_secs_f64()),
         "deliveries_per_sec_first_to_last": round(if window > 0.0 { arrivals as f64 / window } else { 0.0 }),
         // pg_stat_database: every client of the database, the benchmark's polling included.
-        "db_transactions_per_delivery_all_clients": round(xacts as f64 / deliveries as f64 * 1000.0) / 1000.0,
+        "db_transactions_per_delivery_all_clients": round_to(xacts as f64 / deliveries as f64, 5),
         "herald_peak_rss_mib": rss.map(round),
         "bad_signatures": t.bad_signatures,
         "duplicates": duplicates,

@@ -50,7 +50,7 @@ impl Snapshot {
 
     /// Per unit of work, as JSON (`{"round_trips": …, "statements": …, "transactions": …}`).
     pub fn per(self, units: usize) -> serde_json::Value {
-        let per = |n: u64| crate::setup::round(n as f64 / units.max(1) as f64 * 1000.0) / 1000.0;
+        let per = |n: u64| crate::setup::round_to(n as f64 / units.max(1) as f64, 5);
         serde_json::json!({
             "round_trips": per(self.round_trips),
             "statements": per(self.statements),

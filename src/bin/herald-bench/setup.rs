@@ -397,8 +397,15 @@ pub fn busy_share(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Opti
     (t1 > t0).then(|| (b1 - b0) as f64 / (t1 - t0) as f64)
 }
 
+/// Two decimals.
 pub fn round(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
+    round_to(x, 2)
+}
+
+/// `decimals` decimals (for small ratios).
+pub fn round_to(x: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (x * scale).round() / scale
 }
 
 /// Percentile `p` (0–100) of unsorted values, nearest rank.
