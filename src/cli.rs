@@ -79,22 +79,24 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         // A receiver debugging a signature needs no Herald configuration.
         Command::Verify(args) => verify(args),
-        command => match Settings::load() {
-            Ok(settings) => match command {
-                Command::Serve => serve(settings),
-                Command::Migrate => migrate(settings),
-                Command::Config => {
-                    print!("{}", settings.render());
-                    ExitCode::SUCCESS
-                }
-                Command::Healthcheck(args) => healthcheck(&settings, args),
-                Command::Verify(_) => unreachable!("handled above"),
-            },
-            Err(e) => {
-                eprintln!("herald: {e}");
-                ExitCode::from(2)
-            }
-        },
+        Command::Serve => with_settings(serve),
+        Command::Migrate => with_settings(migrate),
+        Command::Config => with_settings(|settings| {
+            print!("{}", settings.render());
+            ExitCode::SUCCESS
+        }),
+        Command::Healthcheck(args) => with_settings(|settings| healthcheck(&settings, args)),
+    }
+}
+
+/// Runs `command` with the loaded settings; a bad setting exits 2, naming it.
+fn with_settings(command: impl FnOnce(Settings) -> ExitCode) -> ExitCode {
+    match Settings::load() {
+        Ok(settings) => command(settings),
+        Err(e) => {
+            eprintln!("herald: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 

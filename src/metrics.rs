@@ -174,7 +174,7 @@ impl Metrics {
             Disposition::Retry { .. } => "failure",
             Disposition::Dead { .. } | Disposition::DisableEndpoint { .. } => "dead",
             Disposition::Defer { why, .. } => {
-                self.record_deferral(why, endpoint(), 1);
+                self.record_deferral(why, endpoint());
                 return;
             }
         };
@@ -190,10 +190,10 @@ impl Metrics {
         }
     }
 
-    pub fn record_deferral(&self, reason: &'static str, endpoint: String, count: u64) {
+    pub fn record_deferral(&self, reason: &'static str, endpoint: String) {
         self.deferrals
             .get_or_create(&DeferralLabels { reason, endpoint })
-            .inc_by(count);
+            .inc();
     }
 
     pub fn record_circuit(&self, endpoint: &str, state: &State) {

@@ -19,7 +19,7 @@ use crate::{
 
 /// A running Herald. Tests build one with `listen = 127.0.0.1:0` and read the port back.
 pub struct Application {
-    port: Option<u16>,
+    port: u16,
     /// The API server, already running (spawned at build).
     server: Option<(
         ServerHandle,
@@ -58,8 +58,11 @@ impl Application {
             .with_context(|| format!("binding HERALD_LISTEN={}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let data = web::Data::new(pool.clone());
-        // Message creates from every worker share one group commit.
-        let ingest = web::Data::new(crate::api::message::ingest::Ingest::start(&pool));
+        let full_api = settings.role.runs_api();
+        // Message creates from every worker share one group commit (its writers run only
+        // where the API does).
+        let ingest =
+            full_api.then(|| web::Data::new(crate::api::message::ingest::Ingest::start(&pool)));
         let api = std::sync::Arc::new(ApiConfig {
             tokens: ApiTokens(settings.api_tokens.clone()),
             max_body_bytes: settings.max_payload_bytes,
@@ -72,19 +75,14 @@ impl Application {
             },
             metrics,
         });
-        let full_api = settings.role.runs_api();
         let server = HttpServer::new(move || {
-            let api = api.clone();
+            let (api, ingest) = (api.clone(), ingest.clone());
             App::new()
                 .wrap(TracingLogger::default())
                 .app_data(data.clone())
-                .app_data(ingest.clone())
-                .configure(|cfg| {
-                    if full_api {
-                        crate::api::routes(cfg, &api)
-                    } else {
-                        crate::api::ops_routes(cfg, &api)
-                    }
+                .configure(move |cfg| match ingest {
+                    Some(ingest) => crate::api::routes(cfg.app_data(ingest), &api),
+                    None => crate::api::ops_routes(cfg, &api),
                 })
         })
         // Signals are ours: shutdown must drain the dispatcher, not only the server.
@@ -100,15 +98,15 @@ impl Application {
         let server = Some((server.handle(), actix_rt::spawn(server)));
 
         Ok(Application {
-            port: Some(port),
+            port,
             server,
             dispatcher,
             pool,
         })
     }
 
-    /// The API's port (useful when bound to port 0).
-    pub fn port(&self) -> Option<u16> {
+    /// The HTTP port (useful when bound to port 0).
+    pub fn port(&self) -> u16 {
         self.port
     }
 

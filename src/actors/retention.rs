@@ -72,16 +72,15 @@ impl Retention {
             act.batch_since = None;
             let pass = act.pass.get_or_insert_with(Pruned::default);
             match result {
-                // Something went: there may be more. Go on after a breather.
-                Ok(Some(pruned)) if pruned.total() > 0 && !act.terminated => {
-                    pass.add(pruned);
-                    act.health.succeeded += pruned.total();
-                    ctx.run_later(PAUSE, |act, ctx| act.next_batch(ctx));
-                }
                 Ok(Some(pruned)) => {
                     pass.add(pruned);
                     act.health.succeeded += pruned.total();
-                    act.finish_pass();
+                    // Something went: there may be more. Go on after a breather.
+                    if pruned.total() > 0 && !act.terminated {
+                        ctx.run_later(PAUSE, |act, ctx| act.next_batch(ctx));
+                    } else {
+                        act.finish_pass();
+                    }
                 }
                 Ok(None) => {
                     tracing::debug!("another instance is applying retention");

@@ -283,7 +283,7 @@ impl Sender {
         for job in jobs {
             self.config
                 .metrics
-                .record_deferral(why, job.endpoint.id.clone(), 1);
+                .record_deferral(why, job.endpoint.id.clone());
             self.recorder.do_send(Record(Outcome::without_attempt(
                 &job,
                 Disposition::Defer { at, why },

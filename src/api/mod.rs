@@ -37,19 +37,23 @@ pub struct ApiConfig {
 /// What a worker-only instance (`HERALD_ROLE=worker`) serves: health and metrics, so every
 /// instance can be probed and scraped, but no API.
 pub fn ops_routes(cfg: &mut web::ServiceConfig, api: &ApiConfig) {
-    cfg.app_data(web::Data::new(api.readiness.clone()))
-        .app_data(web::Data::new(api.metrics.clone()))
-        .route("/metrics", web::get().to(metrics::metrics))
-        .service(web::scope("/api/v1").configure(health::routes))
+    observability(cfg, api);
+    cfg.service(web::scope("/api/v1").configure(health::routes))
         .default_service(web::to(not_found));
 }
 
+/// What every role serves outside `/api/v1`: `/metrics`, and the state health reads.
+fn observability(cfg: &mut web::ServiceConfig, api: &ApiConfig) {
+    cfg.app_data(web::Data::new(api.readiness.clone()))
+        .app_data(web::Data::new(api.metrics.clone()))
+        .route("/metrics", web::get().to(metrics::metrics));
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig, api: &ApiConfig) {
+    observability(cfg, api);
     cfg.app_data(web::Data::new(api.tokens.clone()))
         .app_data(web::Data::new(extract::BodyLimit(api.max_body_bytes)))
         .app_data(web::Data::new(api.destinations.clone()))
-        .app_data(web::Data::new(api.readiness.clone()))
-        .app_data(web::Data::new(api.metrics.clone()))
         .app_data(web::QueryConfig::default().error_handler(|err, _| {
             ApiError::Validation(vec![ValidationErrorItem {
                 loc: vec!["query".into()],
@@ -62,7 +66,6 @@ pub fn routes(cfg: &mut web::ServiceConfig, api: &ApiConfig) {
             web::PathConfig::default()
                 .error_handler(|err, _| ApiError::BadRequest(err.to_string()).into()),
         )
-        .route("/metrics", web::get().to(metrics::metrics))
         .service(
             web::scope("/api/v1")
                 // Health answers without a token (load balancers, orchestrators).

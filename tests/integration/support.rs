@@ -279,10 +279,7 @@ pub struct Api {
 impl TestApp {
     pub fn api(&self) -> Api {
         Api {
-            base: format!(
-                "http://127.0.0.1:{}",
-                self.app.port().expect("API is running")
-            ),
+            base: format!("http://127.0.0.1:{}", self.app.port()),
             client: reqwest::Client::new(),
         }
     }
