@@ -171,13 +171,14 @@ impl Claimer {
             act.claim_started = None;
             act.claim_token = None;
             match result {
-                Ok(jobs) => {
+                Ok(claimed) => {
                     act.retry.reset();
-                    // A full batch means more is probably waiting. (The claim may return up to
-                    // one row fewer than asked for an odd limit.)
-                    let full = jobs.len() + 1 >= limit;
-                    act.route(jobs);
-                    if full || act.wake_again {
+                    // Due rows were left behind (a batch's worth or more, or the other half of
+                    // a short claim): claim again at once rather than wait for a tick. A claim
+                    // that leased nothing stops here, whatever it saw.
+                    let more = !claimed.jobs.is_empty() && claimed.more_due;
+                    act.route(claimed.jobs);
+                    if more || act.wake_again {
                         ctx.notify(Wake);
                     } else if let Some(at) = resume {
                         // Paused endpoints were left out of this claim, and their deliveries

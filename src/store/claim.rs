@@ -18,7 +18,9 @@ use crate::{
 /// once without ever leasing a row twice or waiting on each other. The due index holds only
 /// pending rows, so the cost does not grow with finished or future work.
 ///
-/// Not strict FIFO: half the batch is the oldest due rows, half the newest. A backlog (one
+/// Not strict FIFO: half the batch is the oldest due rows, half the newest, in
+/// `(next_attempt_at, id)` order (a total order: the halves never overlap while more than a
+/// batch is due). A backlog (one
 /// endpoint's burst, or a receiver coming back after an outage) still drains from its old
 /// end at full speed, but a fresh delivery to any other endpoint is taken by the next claim
 /// instead of waiting behind the whole backlog.
@@ -31,23 +33,33 @@ const CLAIM: &str = r#"
 WITH oldest AS (
     SELECT id FROM herald.delivery
     WHERE status = 'pending' AND next_attempt_at <= now() AND endpoint_id <> ALL ($5::text[])
-    ORDER BY next_attempt_at
+    ORDER BY next_attempt_at, id
     LIMIT $1
     FOR UPDATE SKIP LOCKED
 ), newest AS (
     SELECT id FROM herald.delivery
     WHERE status = 'pending' AND next_attempt_at <= now() AND endpoint_id <> ALL ($5::text[])
-    ORDER BY next_attempt_at DESC
+    ORDER BY next_attempt_at DESC, id DESC
     LIMIT $1
     FOR UPDATE SKIP LOCKED
+), picked AS MATERIALIZED (
+    SELECT id FROM oldest UNION SELECT id FROM newest
 ), leased AS (
     -- `= ANY(ARRAY(...))` keeps this a primary-key lookup per row under PostgreSQL's generic
     -- plan for prepared statements, which otherwise joins by scanning the whole table.
     UPDATE herald.delivery d
     SET status = 'sending', lease_owner = $2, lease_token = $3,
         lease_expires_at = now() + make_interval(secs => $4), updated_at = now()
-    WHERE d.id = ANY (ARRAY(SELECT id FROM oldest UNION SELECT id FROM newest))
+    WHERE d.id = ANY (ARRAY(SELECT id FROM picked))
     RETURNING d.id, d.attempts, d.manual, d.message_id, d.endpoint_id
+), more AS MATERIALIZED (
+    -- Is anything due left behind? (This statement's snapshot still sees the rows it leased
+    -- as pending, hence the exclusion.) Stops at the first such row.
+    SELECT EXISTS (
+        SELECT 1 FROM herald.delivery
+        WHERE status = 'pending' AND next_attempt_at <= now() AND endpoint_id <> ALL ($5::text[])
+          AND id <> ALL (ARRAY(SELECT id FROM picked))
+    ) AS more_due
 ), endpoints AS MATERIALIZED (
     SELECT e.id, e.url, e.disabled, e.rate_limit, e.headers,
         ARRAY(SELECT s.key FROM herald.endpoint_secret s
@@ -57,11 +69,21 @@ WITH oldest AS (
     WHERE e.id IN (SELECT endpoint_id FROM leased)
 )
 SELECT l.id, l.attempts, l.manual, l.message_id, m.event_type, m.payload,
-       e.id AS endpoint_id, e.url, e.disabled, e.rate_limit, e.headers, e.secrets
+       e.id AS endpoint_id, e.url, e.disabled, e.rate_limit, e.headers, e.secrets,
+       (SELECT more_due FROM more) AS more_due
 FROM leased l
 JOIN herald.message m ON m.id = l.message_id
 JOIN endpoints e ON e.id = l.endpoint_id
 "#;
+
+/// What one claim leased.
+#[derive(Debug, Default)]
+pub struct Claimed {
+    pub jobs: Vec<Job>,
+    /// Due deliveries (of endpoints not skipped) were left behind: claim again at once. Only
+    /// meaningful when `jobs` is not empty (a claim that leased nothing reports nothing).
+    pub more_due: bool,
+}
 
 impl Store {
     pub async fn claim(
@@ -70,7 +92,7 @@ impl Store {
         limit: usize,
         lease: Duration,
         paused: &[String],
-    ) -> Result<(Uuid, Vec<Job>), sqlx::Error> {
+    ) -> Result<(Uuid, Claimed), sqlx::Error> {
         let token = Uuid::new_v4();
         Ok((
             token,
@@ -88,7 +110,7 @@ impl Store {
         limit: usize,
         lease: Duration,
         paused: &[String],
-    ) -> Result<Vec<Job>, sqlx::Error> {
+    ) -> Result<Claimed, sqlx::Error> {
         let rows = sqlx::query(CLAIM)
             .bind(limit.div_ceil(2) as i64)
             .bind(owner)
@@ -101,7 +123,9 @@ impl Store {
         // One shared snapshot per endpoint, however many of its deliveries are in the batch.
         let mut destinations: HashMap<String, Arc<Destination>> = HashMap::new();
         let mut jobs = Vec::with_capacity(rows.len());
+        let mut more_due = false;
         for row in rows {
+            more_due = row.try_get("more_due")?;
             let endpoint_id: String = row.try_get("endpoint_id")?;
             let endpoint = match destinations.get(&endpoint_id) {
                 Some(d) => d.clone(),
@@ -123,7 +147,7 @@ impl Store {
                 endpoint,
             });
         }
-        Ok(jobs)
+        Ok(Claimed { jobs, more_due })
     }
 
     /// How many deliveries are due now, counted up to `cap` (an exact count of a huge

@@ -357,6 +357,7 @@ async fn outcome_with_a_stale_lease_token_changes_nothing() {
         .claim("instance-a", 10, Duration::from_secs(60), &[])
         .await
         .unwrap();
+    let first = first.jobs;
     assert_eq!(first.len(), 1);
     // Instance A stalls past its lease; the reaper returns the row and B takes it.
     sqlx::query("UPDATE herald.delivery SET lease_expires_at = now() - interval '1 second'")
@@ -368,6 +369,7 @@ async fn outcome_with_a_stale_lease_token_changes_nothing() {
         .claim("instance-b", 10, Duration::from_secs(60), &[])
         .await
         .unwrap();
+    let second = second.jobs;
     assert_eq!(second.len(), 1);
     assert_ne!(first[0].lease_token, second[0].lease_token);
 
@@ -387,5 +389,32 @@ async fn outcome_with_a_stale_lease_token_changes_nothing() {
     let recorded = store.record_outcomes(&[current]).await.unwrap();
     assert_eq!(recorded.applied, vec![second[0].delivery_id]);
     assert_eq!(t.count("SELECT count(*) FROM herald.delivery WHERE status = 'succeeded' AND lease_token IS NULL").await, 1);
+    t.finish().await;
+}
+
+/// Rows of one transaction share `next_attempt_at`; the claim's oldest and newest halves
+/// must still be disjoint (ties broken by id), and it says whether due rows were left.
+#[actix_rt::test]
+async fn a_claim_of_rows_with_equal_due_times_leases_a_full_batch_and_reports_what_is_left() {
+    let t = spawn_app_with(&[("HERALD_ROLE", "api")]).await;
+    let app = t.create_app("m").await;
+    t.create_endpoint(&app, "http://127.0.0.1:9/", None).await;
+    sqlx::query("SELECT herald.send_message($1, 'a', '{}') FROM generate_series(1, 1000)")
+        .bind(&app)
+        .execute(&t.pool)
+        .await
+        .unwrap();
+    let store = Store::from_pool(t.pool.clone());
+    let lease = Duration::from_secs(60);
+    let mut seen = std::collections::HashSet::new();
+    for round in 0..2 {
+        let (_, claimed) = store.claim("i", 400, lease, &[]).await.unwrap();
+        assert_eq!(claimed.jobs.len(), 400, "round {round}: a full batch");
+        assert!(claimed.more_due, "round {round}: rows are left");
+        assert!(claimed.jobs.iter().all(|j| seen.insert(j.delivery_id)));
+    }
+    let (_, last) = store.claim("i", 400, lease, &[]).await.unwrap();
+    assert_eq!(last.jobs.len(), 200);
+    assert!(!last.more_due, "nothing is left");
     t.finish().await;
 }

@@ -187,3 +187,36 @@ async fn bad_input_is_refused_with_a_clear_error() {
     assert_eq!(t.count("SELECT count(*) FROM herald.message").await, 0);
     t.finish().await;
 }
+
+/// A batch job enqueues thousands of messages in ONE transaction (they all share
+/// `next_attempt_at`). The claimer must keep claiming while such rows are due, not fall back
+/// to its poll tick after a short claim: with polling set to a minute, everything arrives
+/// long before the first tick.
+#[actix_rt::test]
+async fn one_big_producer_transaction_drains_without_waiting_for_the_poll_tick() {
+    let t = spawn_app_with(&[
+        ("HERALD_POLL_INTERVAL", "60s"),
+        ("HERALD_CLAIM_BATCH", "100"),
+    ])
+    .await;
+    let receiver = mock_receiver(&[(204, None)]).await;
+    let app = t.create_app("batch-job").await;
+    t.create_endpoint(&app, &receiver.uri(), None).await;
+    let mut tx = t.pool.begin().await.unwrap();
+    sqlx::query(
+        "SELECT herald.send_message($1, 'order.settled', format('{\"order\": %s}', n)) \
+         FROM generate_series(1, 2000) n",
+    )
+    .bind(&app)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    t.wait_for_count(
+        "SELECT count(*) FROM herald.delivery WHERE status = 'succeeded'",
+        2000,
+        Duration::from_secs(30),
+    )
+    .await;
+    t.finish().await;
+}

@@ -20,6 +20,29 @@ pub async fn all(cli: &Cli) -> anyhow::Result<Value> {
                 endpoints: 1,
                 batch: 1000,
                 count_db: false,
+                one_transaction: false,
+            },
+        ),
+        // A batch job's producer transaction (Herald already running) against the same number
+        // of messages enqueued in transactions of 1000.
+        (
+            "burn_down_30k",
+            Scenario::BurnDown {
+                messages: 30_000,
+                endpoints: 1,
+                batch: 1000,
+                count_db: false,
+                one_transaction: false,
+            },
+        ),
+        (
+            "burn_down_one_tx",
+            Scenario::BurnDown {
+                messages: 30_000,
+                endpoints: 1,
+                batch: 30_000,
+                count_db: false,
+                one_transaction: true,
             },
         ),
         // A separate run through the counting proxy, so its cost stays out of the figures.
@@ -30,6 +53,7 @@ pub async fn all(cli: &Cli) -> anyhow::Result<Value> {
                 endpoints: 1,
                 batch: 1000,
                 count_db: true,
+                one_transaction: false,
             },
         ),
         (
@@ -99,6 +123,7 @@ pub fn print(all: &Value) {
         &all["claim"],
         &all["endpoints"],
     );
+    let (one_tx, batched) = (&all["burn_down_one_tx"], &all["burn_down_30k"]);
     let claim_levels: Vec<String> = claim["levels"]
         .as_array()
         .map(|levels| {
@@ -108,17 +133,22 @@ pub fn print(all: &Value) {
                 .collect()
         })
         .unwrap_or_default();
-    let dup: f64 = ["burn_down", "db_count", "latency", "endpoints"]
-        .iter()
-        .map(|k| num(&all[*k]["duplicates"]))
-        .sum();
-    let lost: f64 = ["burn_down", "db_count", "latency", "endpoints"]
+    const DELIVERING: [&str; 6] = [
+        "burn_down",
+        "burn_down_30k",
+        "burn_down_one_tx",
+        "db_count",
+        "latency",
+        "endpoints",
+    ];
+    let dup: f64 = DELIVERING.iter().map(|k| num(&all[*k]["duplicates"])).sum();
+    let lost: f64 = DELIVERING
         .iter()
         .map(|k| num(&all[*k]["lost"]))
         .sum::<f64>()
         + num(&ingest["accepted_but_not_stored"])
         + num(&keyed["accepted_but_not_stored"]);
-    let bad: f64 = ["burn_down", "db_count", "latency", "endpoints"]
+    let bad: f64 = DELIVERING
         .iter()
         .map(|k| num(&all[*k]["bad_signatures"]))
         .sum();
@@ -146,6 +176,15 @@ pub fn print(all: &Value) {
             bd["deliveries_per_sec"].to_string(),
             ">= 10000",
             Some(num(&bd["deliveries_per_sec"]) >= 10_000.0),
+        ),
+        Row(
+            "burn-down of 30,000: one producer transaction / transactions of 1000 (deliveries/s)",
+            format!(
+                "{} / {}",
+                one_tx["deliveries_per_sec"], batched["deliveries_per_sec"]
+            ),
+            "ratio >= 0.9",
+            Some(num(&one_tx["deliveries_per_sec"]) >= 0.9 * num(&batched["deliveries_per_sec"])),
         ),
         Row(
             "latency at 1000 msg/s via API: p50 / p90 / p99 (ms)",

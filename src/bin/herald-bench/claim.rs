@@ -62,7 +62,7 @@ pub async fn claim(
         let mut first_ms = Vec::new();
         for i in 0..repeats + 3 {
             let started = Instant::now();
-            let (token, jobs) = store
+            let (token, claimed_now) = store
                 .claim("herald-bench", batch, Duration::from_secs(60), &[])
                 .await?;
             let ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -70,7 +70,7 @@ pub async fn claim(
                 first_ms.push(round(ms));
             } else {
                 times_ms.push(ms);
-                claimed.push(jobs.len());
+                claimed.push(claimed_now.jobs.len());
             }
             store.release_token(token).await?;
         }

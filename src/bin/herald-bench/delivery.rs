@@ -12,24 +12,48 @@ use crate::{
     Cli,
 };
 
+/// What `burn-down` drains, and how it is enqueued.
+#[derive(Clone, Copy)]
+pub struct BurnDown {
+    pub messages: usize,
+    pub endpoints: usize,
+    /// Messages per enqueue transaction (before Herald starts).
+    pub batch: usize,
+    pub count_db: bool,
+    /// Herald runs first; every message is enqueued in one transaction.
+    pub one_transaction: bool,
+}
+
 pub async fn burn_down(
     cli: &Cli,
     bench: &Bench,
-    messages: usize,
-    endpoints: usize,
-    batch: usize,
-    count_db: bool,
+    load: BurnDown,
 ) -> anyhow::Result<serde_json::Value> {
+    let BurnDown {
+        messages,
+        endpoints,
+        ..
+    } = load;
     let receiver = Receiver::start(bench.secret.clone(), 1)?;
     let app = bench.setup_endpoints(&receiver, endpoints).await?;
-    let ingest_rate = bench.enqueue(&app, messages, batch).await?;
     let deliveries = messages * endpoints;
-    let (proxy, url) = Proxy::if_asked(count_db, &bench.database_url)?;
+    let (proxy, url) = Proxy::if_asked(load.count_db, &bench.database_url)?;
     let xacts_before = bench.transactions().await?;
 
-    // The clock runs from the moment Herald is started, start-up included.
-    let started = Instant::now();
-    let herald = Herald::start(cli, &url, Role::Worker, &[]).await?;
+    let (herald, started, ingest_rate, batch) = if load.one_transaction {
+        // Herald is up and listening before the producer's transaction commits; the clock
+        // runs from that commit.
+        let herald = Herald::start(cli, &url, Role::Worker, &[]).await?;
+        bench.wait_listening(Duration::from_secs(30)).await?;
+        let (rate, committed) = bench.enqueue_one_transaction(&app, messages).await?;
+        (herald, committed, rate, messages)
+    } else {
+        let rate = bench.enqueue(&app, messages, load.batch).await?;
+        // The clock runs from the moment Herald is started, start-up included.
+        let started = Instant::now();
+        let herald = Herald::start(cli, &url, Role::Worker, &[]).await?;
+        (herald, started, rate, load.batch)
+    };
     let all_recorded = bench
         .wait_succeeded(deliveries, Duration::from_secs(600))
         .await?;
@@ -67,6 +91,7 @@ pub async fn burn_down(
         "senders": cli.senders,
         "send_message_per_sec": round(ingest_rate),
         "send_message_batch": batch,
+        "herald_running_before_commit": load.one_transaction,
         "elapsed_s": round(elapsed.as_secs_f64()),
         "deliveries_per_sec": round(deliveries as f64 / elapsed.as_secs_f64()),
         "deliveries_per_sec_first_to_last": round(if window > 0.0 { arrivals as f64 / window } else { 0.0 }),

@@ -69,6 +69,10 @@ enum Scenario {
         /// trips, statements and transactions per delivery.
         #[arg(long)]
         count_db: bool,
+        /// Start Herald first, then enqueue every message in ONE transaction (a batch job's
+        /// `SELECT herald.send_message(...) FROM orders`); the clock runs from its commit.
+        #[arg(long, conflicts_with = "batch")]
+        one_transaction: bool,
     },
     /// One endpoint holds a backlog of N deliveries while another receives a steady trickle:
     /// the quiet endpoint's enqueue-to-receive latency must not depend on the backlog.
@@ -156,7 +160,17 @@ async fn run_one(cli: &Cli, scenario: &Scenario) -> anyhow::Result<serde_json::V
             endpoints,
             batch,
             count_db,
-        } => delivery::burn_down(cli, &bench, messages, endpoints, batch, count_db).await,
+            one_transaction,
+        } => {
+            let load = delivery::BurnDown {
+                messages,
+                endpoints,
+                batch,
+                count_db,
+                one_transaction,
+            };
+            delivery::burn_down(cli, &bench, load).await
+        }
         Scenario::Fairness { backlog, rate } => {
             delivery::fairness(cli, &bench, backlog, rate).await
         }

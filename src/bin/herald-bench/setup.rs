@@ -186,6 +186,38 @@ impl Bench {
         Ok(n as f64 / started.elapsed().as_secs_f64())
     }
 
+    /// Enqueues `n` messages with `herald.send_message` in one transaction, one statement
+    /// per message; returns messages per second and the moment the commit returned.
+    pub async fn enqueue_one_transaction(
+        &self,
+        app: &str,
+        n: usize,
+    ) -> anyhow::Result<(f64, Instant)> {
+        let started = Instant::now();
+        self.enqueue(app, n, n).await?;
+        let committed = Instant::now();
+        Ok((n as f64 / (committed - started).as_secs_f64(), committed))
+    }
+
+    /// Waits until a Herald dispatcher listens for notifications on this database.
+    pub async fn wait_listening(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        while self
+            .count(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND application_name = 'herald' AND query ILIKE 'LISTEN%'",
+            )
+            .await?
+            == 0
+        {
+            if Instant::now() > deadline {
+                bail!("Herald did not LISTEN within {timeout:?}");
+            }
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
     pub async fn count(&self, sql: &str) -> anyhow::Result<i64> {
         Ok(sqlx::query_scalar(sql).fetch_one(&self.pool).await?)
     }
