@@ -38,6 +38,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Ask the local Herald whether it is ready (or, with --live, alive): for HEALTHCHECK.
     Healthcheck(HealthcheckArgs),
+    /// Print the OpenAPI document of the API (what `/api/v1/openapi.json` serves).
+    Openapi,
 }
 
 #[derive(Args)]
@@ -86,6 +88,16 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }),
         Command::Healthcheck(args) => with_settings(|settings| healthcheck(&settings, args)),
+        Command::Openapi => match crate::api::document(crate::api::Serving::Api).to_pretty_json() {
+            Ok(text) => {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("herald: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

@@ -92,6 +92,13 @@ pub struct Settings {
     pub api_tokens: Vec<String>,
     /// Largest request body the API accepts (a message's payload, mostly).
     pub max_payload_bytes: usize,
+    /// How far ahead a message's `deliverAt` may be.
+    #[serde(deserialize_with = "duration")]
+    pub max_deliver_ahead: Duration,
+    /// How long a POST with an `idempotency-key` may run before a retry with the same key
+    /// runs it again (its answer was never recorded: it failed, or the process died).
+    #[serde(deserialize_with = "duration")]
+    pub idempotency_lock: Duration,
     pub log_format: LogFormat,
     /// A tracing filter (`info`, `herald=debug,sqlx=warn`); `RUST_LOG` wins when set.
     pub log_level: String,
@@ -318,6 +325,20 @@ impl Settings {
             };
             return Err(ConfigError::new(key, "must be greater than 0"));
         }
+        if self.idempotency_lock < Duration::from_secs(1)
+            || self.idempotency_lock > self.idempotency_retention
+        {
+            return Err(ConfigError::new(
+                "idempotency_lock",
+                "must be at least 1s and at most idempotency_retention",
+            ));
+        }
+        if self.max_deliver_ahead.is_zero() {
+            return Err(ConfigError::new(
+                "max_deliver_ahead",
+                "must be greater than 0",
+            ));
+        }
         if self.idempotency_retention < Duration::from_secs(60) {
             return Err(ConfigError::new(
                 "idempotency_retention",
@@ -431,6 +452,8 @@ impl Settings {
             ("listen", self.listen.to_string()),
             ("api_tokens", format!("<{} masked>", self.api_tokens.len())),
             ("max_payload_bytes", self.max_payload_bytes.to_string()),
+            ("max_deliver_ahead", d(&self.max_deliver_ahead)),
+            ("idempotency_lock", d(&self.idempotency_lock)),
             (
                 "log_format",
                 format!("{:?}", self.log_format).to_lowercase(),

@@ -8,13 +8,18 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use tracing_actix_web::TracingLogger;
 
+use utoipa_actix_web::AppExt;
+
 use crate::{
     actors::supervisor::DispatcherConfig,
-    api::{auth::ApiTokens, health::Readiness, ApiConfig},
+    api::{
+        auth::ApiTokens, doc::MethodTable, health::Readiness, idempotency::KeyLock,
+        message_create::MessageLimits, openapi::Document, ApiConfig, Serving,
+    },
     config::{ConfigError, Settings},
     dispatcher::Dispatcher,
     metrics::Metrics,
-    store::Store,
+    store::{writers::ApiWriters, Store},
 };
 
 /// A running Herald. Tests build one with `listen = 127.0.0.1:0` and read the port back.
@@ -46,9 +51,11 @@ impl Application {
         }
 
         let metrics = std::sync::Arc::new(Metrics::new());
+        let owner = instance_name();
+        publish_runtime_settings(&pool, &owner, &settings).await;
         let dispatcher = settings.role.runs_worker().then(|| {
-            let owner = instance_name();
-            let config = DispatcherConfig::from_settings(&settings, owner, db, metrics.clone());
+            let config =
+                DispatcherConfig::from_settings(&settings, owner.clone(), db, metrics.clone());
             Dispatcher::start(config)
         });
 
@@ -58,11 +65,21 @@ impl Application {
             .with_context(|| format!("binding HERALD_LISTEN={}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let data = web::Data::new(pool.clone());
-        let full_api = settings.role.runs_api();
-        // Message creates from every worker share one group commit (its writers run only
-        // where the API does).
-        let ingest =
-            full_api.then(|| web::Data::new(crate::api::message::ingest::Ingest::start(&pool)));
+        let serving = if settings.role.runs_api() {
+            Serving::Api
+        } else {
+            Serving::Ops
+        };
+        // Message creates and idempotency keys from every worker share one group commit
+        // (its writers run only where the API does).
+        let writers = (serving == Serving::Api).then(|| web::Data::new(ApiWriters::start(&pool)));
+        let document = crate::api::document(serving);
+        let methods = web::Data::new(MethodTable::from_document(&document));
+        let document = web::Data::new(Document(std::sync::Arc::new(
+            document
+                .to_json()
+                .context("serializing the OpenAPI document")?,
+        )));
         let api = std::sync::Arc::new(ApiConfig {
             tokens: ApiTokens(settings.api_tokens.clone()),
             max_body_bytes: settings.max_payload_bytes,
@@ -74,27 +91,38 @@ impl Application {
                 timeout: settings.database_timeout,
             },
             metrics,
+            messages: MessageLimits {
+                max_deliver_ahead: settings.max_deliver_ahead,
+            },
+            key_lock: KeyLock(settings.idempotency_lock),
         });
         let server = HttpServer::new(move || {
-            let (api, ingest) = (api.clone(), ingest.clone());
-            App::new()
+            let (api, writers) = (api.clone(), writers.clone());
+            let (app, _) = App::new()
                 .wrap(TracingLogger::default())
                 .app_data(data.clone())
-                .configure(move |cfg| match ingest {
-                    Some(ingest) => crate::api::routes(cfg.app_data(ingest), &api),
-                    None => crate::api::ops_routes(cfg, &api),
+                .app_data(document.clone())
+                .app_data(methods.clone())
+                .configure(|cfg| {
+                    crate::api::app_data(cfg, &api);
+                    if let Some(w) = writers {
+                        cfg.app_data(w);
+                    }
                 })
+                .into_utoipa_app()
+                .configure(|cfg| crate::api::configure(cfg, serving))
+                .split_for_parts();
+            app.default_service(web::to(crate::api::doc::no_route))
         })
         // Signals are ours: shutdown must drain the dispatcher, not only the server.
         .disable_signals()
         .listen(listener)?
         .run();
-        let serving = if full_api {
-            "API"
-        } else {
-            "health and metrics"
+        let what = match serving {
+            Serving::Api => "API",
+            Serving::Ops => "health and metrics",
         };
-        tracing::info!(address = %settings.listen, port, serving, "listening");
+        tracing::info!(address = %settings.listen, port, serving = what, "listening");
         let server = Some((server.handle(), actix_rt::spawn(server)));
 
         Ok(Application {
@@ -193,6 +221,19 @@ async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
             .context("creating the database named in HERALD_DATABASE_URL")?;
     }
     Ok(())
+}
+
+/// What the SQL functions need to know of the configuration (`herald.send_message` checks
+/// `deliver_at` against it).
+/// Best effort: an instance that starts while the database is down keeps the values the
+/// last instance wrote (the functions' defaults before any).
+async fn publish_runtime_settings(pool: &PgPool, owner: &str, settings: &Settings) {
+    let ahead = format!("{} seconds", settings.max_deliver_ahead.as_secs());
+    if let Err(error) =
+        crate::store::runtime::publish(pool, owner, &[("max_deliver_ahead", ahead)]).await
+    {
+        tracing::warn!(%error, "could not write herald.runtime_setting; the SQL functions use the values written before");
+    }
 }
 
 /// The name written on this instance's leases: unique per process.

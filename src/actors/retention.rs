@@ -103,6 +103,8 @@ impl Retention {
                 messages = p.messages,
                 idempotency_keys = p.idempotency_keys,
                 circuits = p.circuits,
+                payloads = p.payloads,
+                tasks = p.tasks,
                 "retention removed expired rows"
             );
         }

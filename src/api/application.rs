@@ -1,49 +1,61 @@
 //! `/api/v1/app`: applications (tenants: a merchant, an organization).
+//!
+//! An application's `throttleRate` (Svix: a rate over all of its endpoints) is not offered:
+//! Herald limits each endpoint (`throttleRate` on the endpoint), and a field it would not
+//! honour is refused rather than ignored.
 
-use std::collections::HashMap;
-
-use actix_web::{web, HttpResponse};
+use actix_web::{delete, get, patch, post, put, web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{types::Json as Db, PgPool};
+use utoipa::{IntoParams, ToSchema};
 
 use super::{
     error::{ApiError, ApiResult},
     extract::Json,
     pagination::{ListResponse, Ordering, Page, PageQuery},
+    paths::AppPath,
     validate::{self, Problems},
 };
+use crate::store::string_map::StringMap;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/app", web::get().to(list))
-        .route("/app", web::post().to(create))
-        .route("/app/{app_id}", web::get().to(get))
-        .route("/app/{app_id}", web::put().to(update))
-        .route("/app/{app_id}", web::patch().to(patch))
-        .route("/app/{app_id}", web::delete().to(delete));
+pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(list)
+        .service(create)
+        .service(get)
+        .service(update)
+        .service(patch_app)
+        .service(delete_app);
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+/// An application.
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationOut {
+    /// `app_…`, time-ordered.
     pub id: String,
     pub uid: Option<String>,
     pub name: String,
-    pub throttle_rate: Option<i32>,
-    pub metadata: Db<HashMap<String, String>>,
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
+    pub metadata: StringMap,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// A new application, or all of an application's fields (PUT).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ApplicationIn {
+    /// For humans.
+    #[schema(min_length = 1)]
     pub name: String,
+    /// Your own identifier: usable wherever the id is. It may not look like a Herald id
+    /// (`app_…`, `ep_…`, `msg_…`).
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
     pub uid: Option<String>,
-    #[serde(alias = "rateLimit")]
-    pub throttle_rate: Option<i64>,
+    /// Free-form strings.
     #[serde(default)]
-    pub metadata: HashMap<String, String>,
+    pub metadata: std::collections::BTreeMap<String, String>,
 }
 
 impl ApplicationIn {
@@ -53,30 +65,30 @@ impl ApplicationIn {
         if let Some(uid) = &self.uid {
             p.check(validate::uid(&format!("{prefix}uid"), uid));
         }
-        if let Some(rate) = self.throttle_rate {
-            p.check(validate::rate(&format!("{prefix}throttleRate"), rate));
-        }
         p.finish()
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ApplicationPatch {
+/// Fields to change; `uid: null` removes the uid.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApplicationPatch {
+    #[schema(min_length = 1)]
     name: Option<String>,
     #[serde(default, deserialize_with = "super::nullable")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
     uid: Option<Option<String>>,
-    #[serde(default, alias = "rateLimit", deserialize_with = "super::nullable")]
-    throttle_rate: Option<Option<i64>>,
-    metadata: Option<HashMap<String, String>>,
+    metadata: Option<std::collections::BTreeMap<String, String>>,
 }
 
-const COLUMNS: &str =
-    "id, uid, name, rate_limit AS throttle_rate, metadata, created_at, updated_at";
+const COLUMNS: &str = "id, uid, name, metadata, created_at, updated_at";
 
-/// The application an `{app_id}` path segment names: its id, or its uid.
+/// The application an `{app_id}` path segment names: its id, or its uid (the id wins).
 pub async fn find(pool: &PgPool, key: &str) -> ApiResult<Option<ApplicationOut>> {
-    let sql = format!("SELECT {COLUMNS} FROM herald.application WHERE id = $1 OR uid = $1 ORDER BY id = $1 DESC LIMIT 1");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM herald.application WHERE id = $1 OR uid = $1 \
+         ORDER BY id = $1 DESC LIMIT 1"
+    );
     Ok(sqlx::query_as(&sql).bind(key).fetch_optional(pool).await?)
 }
 
@@ -93,12 +105,11 @@ pub async fn resolve(pool: &PgPool, key: &str) -> ApiResult<String> {
 
 pub async fn insert(pool: &PgPool, input: &ApplicationIn) -> ApiResult<ApplicationOut> {
     let sql = format!(
-        "INSERT INTO herald.application (uid, name, rate_limit, metadata) VALUES ($1, $2, $3, $4) RETURNING {COLUMNS}"
+        "INSERT INTO herald.application (uid, name, metadata) VALUES ($1, $2, $3) RETURNING {COLUMNS}"
     );
     Ok(sqlx::query_as(&sql)
         .bind(&input.uid)
         .bind(&input.name)
-        .bind(input.throttle_rate.map(|r| r as i32))
         .bind(Db(&input.metadata))
         .fetch_one(pool)
         .await?)
@@ -106,25 +117,52 @@ pub async fn insert(pool: &PgPool, input: &ApplicationIn) -> ApiResult<Applicati
 
 async fn save(pool: &PgPool, id: &str, input: &ApplicationIn) -> ApiResult<ApplicationOut> {
     let sql = format!(
-        "UPDATE herald.application SET uid = $2, name = $3, rate_limit = $4, metadata = $5, updated_at = now() \
+        "UPDATE herald.application SET uid = $2, name = $3, metadata = $4, updated_at = now() \
          WHERE id = $1 RETURNING {COLUMNS}"
     );
-    Ok(sqlx::query_as(&sql)
+    sqlx::query_as(&sql)
         .bind(id)
         .bind(&input.uid)
         .bind(&input.name)
-        .bind(input.throttle_rate.map(|r| r as i32))
         .bind(Db(&input.metadata))
-        .fetch_one(pool)
-        .await?)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| ApiError::not_found("application"))
 }
 
-#[derive(Deserialize)]
+/// Applications, oldest first by default.
+pub async fn list_page(pool: &PgPool, q: &PageQuery) -> ApiResult<ListResponse<ApplicationOut>> {
+    let page = Page::new(q, Ordering::Ascending)?;
+    let mut qb = sqlx::QueryBuilder::new(format!(
+        "SELECT {COLUMNS} FROM herald.application WHERE true"
+    ));
+    page.push_to(&mut qb, "id");
+    let rows = qb.build_query_as().fetch_all(pool).await?;
+    Ok(ListResponse::from_rows(
+        rows,
+        &page,
+        |a: &ApplicationOut| a.id.clone(),
+    ))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct CreateQuery {
+    /// With a `uid` that is taken: answer that application (200) instead of 409.
     #[serde(default)]
     get_if_exists: bool,
 }
 
+/// Create an application.
+#[utoipa::path(
+    operation_id = "v1.application.create", tag = "Application",
+    params(CreateQuery), request_body = ApplicationIn,
+    responses(
+        (status = 201, description = "Created", body = ApplicationOut),
+        (status = 200, description = "It existed (`get_if_exists=true`)", body = ApplicationOut),
+    )
+)]
+#[post("/app")]
 async fn create(
     pool: web::Data<PgPool>,
     q: web::Query<CreateQuery>,
@@ -152,68 +190,94 @@ async fn create(
     }
 }
 
+/// List applications.
+#[utoipa::path(
+    operation_id = "v1.application.list", tag = "Application", params(PageQuery),
+    responses((status = 200, description = "A page of applications", body = ListResponse<ApplicationOut>))
+)]
+#[get("/app")]
 async fn list(pool: web::Data<PgPool>, q: web::Query<PageQuery>) -> ApiResult<HttpResponse> {
-    let page = Page::new(&q, Ordering::Ascending)?;
-    let sql = format!(
-        "SELECT {COLUMNS} FROM herald.application WHERE true{}{}",
-        page.cursor_clause("id", 1),
-        page.order_clause("id")
-    );
-    let mut query = sqlx::query_as::<_, ApplicationOut>(&sql);
-    if let Some(after) = &page.after {
-        query = query.bind(after);
-    }
-    let rows = query.fetch_all(pool.get_ref()).await?;
-    Ok(HttpResponse::Ok().json(ListResponse::from_rows(rows, &page, |a| a.id.clone())))
+    Ok(HttpResponse::Ok().json(list_page(&pool, &q).await?))
 }
 
-async fn get(pool: web::Data<PgPool>, path: web::Path<String>) -> ApiResult<HttpResponse> {
-    let app = find(&pool, &path)
+/// Get an application.
+#[utoipa::path(
+    operation_id = "v1.application.get", tag = "Application", params(AppPath),
+    responses((status = 200, description = "The application", body = ApplicationOut))
+)]
+#[get("/app/{app_id}")]
+async fn get(pool: web::Data<PgPool>, path: web::Path<AppPath>) -> ApiResult<HttpResponse> {
+    let app = find(&pool, &path.app_id)
         .await?
         .ok_or_else(|| ApiError::not_found("application"))?;
     Ok(HttpResponse::Ok().json(app))
 }
 
-/// PUT: replaces the application, or creates it (201) when `{app_id}` is a uid not yet used.
+/// Replace an application, or create it (201) when `{app_id}` is a uid not used yet.
+#[utoipa::path(
+    operation_id = "v1.application.update", tag = "Application",
+    params(AppPath), request_body = ApplicationIn,
+    responses(
+        (status = 200, description = "Replaced", body = ApplicationOut),
+        (status = 201, description = "Created with this uid", body = ApplicationOut),
+        (status = 409, description = "The new uid is taken", body = super::error::HttpErrorOut),
+    )
+)]
+#[put("/app/{app_id}")]
 async fn update(
     pool: web::Data<PgPool>,
-    path: web::Path<String>,
+    path: web::Path<AppPath>,
     Json(mut input): Json<ApplicationIn>,
 ) -> ApiResult<HttpResponse> {
     input.validate("")?;
-    match find(&pool, &path).await? {
+    let key = &path.app_id;
+    match find(&pool, key).await? {
         Some(existing) => Ok(HttpResponse::Ok().json(save(&pool, &existing.id, &input).await?)),
-        None if path.starts_with("app_") => Err(ApiError::not_found("application")),
+        // An id names an application that exists; it is no uid to create one with.
+        None if validate::looks_like_id(key) => Err(ApiError::not_found("application")),
         None => {
-            validate::uid("uid", &path).map_err(|e| ApiError::Validation(vec![e]))?;
-            input.uid.get_or_insert_with(|| path.clone());
+            validate::uid("uid", key).map_err(|e| ApiError::Validation(vec![e]))?;
+            input.uid.get_or_insert_with(|| key.clone());
             Ok(HttpResponse::Created().json(insert(&pool, &input).await?))
         }
     }
 }
 
-async fn patch(
+/// Change some of an application's fields.
+#[utoipa::path(
+    operation_id = "v1.application.patch", tag = "Application",
+    params(AppPath), request_body = ApplicationPatch,
+    responses(
+        (status = 200, description = "Changed", body = ApplicationOut),
+        (status = 409, description = "The new uid is taken", body = super::error::HttpErrorOut),
+    )
+)]
+#[patch("/app/{app_id}")]
+async fn patch_app(
     pool: web::Data<PgPool>,
-    path: web::Path<String>,
+    path: web::Path<AppPath>,
     Json(input): Json<ApplicationPatch>,
 ) -> ApiResult<HttpResponse> {
-    let existing = find(&pool, &path)
+    let existing = find(&pool, &path.app_id)
         .await?
         .ok_or_else(|| ApiError::not_found("application"))?;
     let merged = ApplicationIn {
         name: input.name.unwrap_or(existing.name),
         uid: input.uid.unwrap_or(existing.uid),
-        throttle_rate: input
-            .throttle_rate
-            .unwrap_or(existing.throttle_rate.map(i64::from)),
         metadata: input.metadata.unwrap_or(existing.metadata.0),
     };
     merged.validate("")?;
     Ok(HttpResponse::Ok().json(save(&pool, &existing.id, &merged).await?))
 }
 
-async fn delete(pool: web::Data<PgPool>, path: web::Path<String>) -> ApiResult<HttpResponse> {
-    let id = resolve(&pool, &path).await?;
+/// Delete an application with its endpoints, messages and attempts.
+#[utoipa::path(
+    operation_id = "v1.application.delete", tag = "Application", params(AppPath),
+    responses((status = 204, description = "Deleted"))
+)]
+#[delete("/app/{app_id}")]
+async fn delete_app(pool: web::Data<PgPool>, path: web::Path<AppPath>) -> ApiResult<HttpResponse> {
+    let id = resolve(&pool, &path.app_id).await?;
     sqlx::query("DELETE FROM herald.application WHERE id = $1")
         .bind(id)
         .execute(pool.get_ref())

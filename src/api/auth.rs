@@ -1,11 +1,12 @@
-//! Bearer-token authentication for everything under `/api/v1` but health.
+//! Bearer-token authentication for everything under `/api/v1` but health and the document.
 
 use actix_web::{
     body::MessageBody,
     dev::{ServiceRequest, ServiceResponse},
     middleware::Next,
-    web, Error,
+    web, Error, HttpMessage,
 };
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
@@ -23,6 +24,29 @@ impl ApiTokens {
             ok |= token.as_bytes().ct_eq(presented.as_bytes());
         }
         ok.into()
+    }
+}
+
+/// Who a request comes from, for what it may reach and whose idempotency keys it uses.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Principal {
+    /// An operator token from the configuration; `digest` identifies it without showing it.
+    Operator { digest: String },
+}
+
+impl Principal {
+    fn operator(token: &str) -> Principal {
+        let digest = Sha256::digest(token.as_bytes());
+        Principal::Operator {
+            digest: digest[..8].iter().map(|b| format!("{b:02x}")).collect(),
+        }
+    }
+
+    /// The namespace of this caller's idempotency keys: two callers' keys never collide.
+    pub fn scope(&self) -> String {
+        match self {
+            Principal::Operator { digest } => format!("operator:{digest}"),
+        }
     }
 }
 
@@ -46,15 +70,17 @@ pub async fn require_token(
         .or_else(|| header.strip_prefix("bearer "))
         .ok_or(ApiError::Unauthorized(
             "the Authorization header must be \"Bearer <token>\"",
-        ))?;
+        ))?
+        .trim();
     if tokens.0.is_empty() {
         return Err(
             ApiError::Unauthorized("no API tokens are configured (HERALD_API_TOKENS)").into(),
         );
     }
-    if !tokens.accepts(token.trim()) {
+    if !tokens.accepts(token) {
         return Err(ApiError::Unauthorized("invalid token").into());
     }
+    req.extensions_mut().insert(Principal::operator(token));
     next.call(req).await
 }
 
@@ -73,5 +99,13 @@ mod tests {
         assert!(!t.accepts("first-token-012345"));
         assert!(!t.accepts(""));
         assert!(!ApiTokens(vec![]).accepts(""));
+    }
+
+    #[test]
+    fn callers_have_their_own_key_scopes() {
+        let a = Principal::operator("first-token-0123456").scope();
+        assert_eq!(a, Principal::operator("first-token-0123456").scope());
+        assert_ne!(a, Principal::operator("second-token-0123456").scope());
+        assert!(!a.contains("first-token"), "the token itself never shows");
     }
 }

@@ -1,11 +1,11 @@
 //! Herald: dead letters (deliveries out of attempts, or whose endpoint was disabled): list
 //! them, replay one, or replay in bulk by application, endpoint and time range.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{get, post, web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sqlx::PgPool;
+use utoipa::{IntoParams, ToSchema};
 
 use super::{
     application,
@@ -16,45 +16,53 @@ use super::{
 };
 use crate::store::replay::{self, Selection};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/dead-letter", web::get().to(list))
-        .route("/dead-letter/replay", web::post().to(replay_bulk))
-        .route("/dead-letter/{id}/replay", web::post().to(replay_one));
+pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(list).service(replay_bulk).service(replay_one);
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+/// A dead letter: a delivery that will not be tried again unless replayed.
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct DeadLetterOut {
+pub struct DeadLetterOut {
     /// `dlv_<n>`: the delivery.
-    id: String,
-    app_id: String,
-    msg_id: String,
-    endpoint_id: String,
-    event_type: String,
-    attempts: i32,
-    last_status_code: Option<i16>,
-    last_error: Option<String>,
-    reason: Option<String>,
+    pub id: String,
+    pub app_id: String,
+    pub msg_id: String,
+    pub endpoint_id: String,
+    pub event_type: String,
+    pub attempts: i32,
+    pub last_status_code: Option<i16>,
+    pub last_error: Option<String>,
+    /// Why it died.
+    pub reason: Option<String>,
     /// When the message was created.
-    created_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
     /// When the delivery died.
-    dead_at: DateTime<Utc>,
+    pub dead_at: DateTime<Utc>,
 }
 
 fn delivery_id(id: &str) -> Option<i64> {
     id.strip_prefix("dlv_").unwrap_or(id).parse().ok()
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
-    #[serde(flatten)]
-    page: PageQuery,
-    app_id: Option<String>,
-    endpoint_id: Option<String>,
+/// Which dead letters.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeadLetterFilter {
+    /// Only this application's (id or uid).
+    #[param(max_length = 256)]
+    pub app_id: Option<String>,
+    /// Only this endpoint's (id).
+    #[param(max_length = 256)]
+    pub endpoint_id: Option<String>,
+    /// Only of messages created at or after this time.
     #[serde(default, deserialize_with = "query::datetime")]
-    since: Option<DateTime<Utc>>,
+    #[param(value_type = Option<DateTime<Utc>>)]
+    pub since: Option<DateTime<Utc>>,
+    /// Only of messages created before this time.
     #[serde(default, deserialize_with = "query::datetime")]
-    until: Option<DateTime<Utc>>,
+    #[param(value_type = Option<DateTime<Utc>>)]
+    pub until: Option<DateTime<Utc>>,
 }
 
 async fn app_filter(pool: &PgPool, app: &Option<String>) -> ApiResult<Option<String>> {
@@ -64,9 +72,14 @@ async fn app_filter(pool: &PgPool, app: &Option<String>) -> ApiResult<Option<Str
     }
 }
 
-async fn list(pool: web::Data<PgPool>, q: web::Query<ListQuery>) -> ApiResult<HttpResponse> {
-    let app_id = app_filter(&pool, &q.app_id).await?;
-    let mut page = Page::new(&q.page, Ordering::Descending)?;
+/// Dead letters, most recent delivery first by default.
+pub async fn list_page(
+    pool: &PgPool,
+    page: &PageQuery,
+    f: &DeadLetterFilter,
+) -> ApiResult<ListResponse<DeadLetterOut>> {
+    let app_id = app_filter(pool, &f.app_id).await?;
+    let mut page = Page::new(page, Ordering::Descending)?;
     let cursor = match page.after.take() {
         Some(it) => Some(delivery_id(&it).ok_or_else(|| {
             ApiError::Validation(vec![ValidationErrorItem::query(
@@ -76,30 +89,80 @@ async fn list(pool: web::Data<PgPool>, q: web::Query<ListQuery>) -> ApiResult<Ht
         })?),
         None => None,
     };
-    page.after = cursor.map(|c| c.to_string());
-    let sql = format!(
-        "SELECT 'dlv_' || d.id AS id, d.app_id, d.message_id AS msg_id, d.endpoint_id, m.event_type, d.attempts, \
-                d.last_status_code, d.last_error, d.dead_reason AS reason, d.created_at, d.updated_at AS dead_at \
+    let mut qb = sqlx::QueryBuilder::new(
+        "SELECT 'dlv_' || d.id AS id, d.app_id, d.message_id AS msg_id, d.endpoint_id, m.event_type, \
+                d.attempts, d.last_status_code, d.last_error, d.dead_reason AS reason, d.created_at, \
+                d.updated_at AS dead_at \
          FROM herald.delivery d JOIN herald.message m ON m.id = d.message_id \
-         WHERE d.status = 'dead' AND ($1::text IS NULL OR d.app_id = $1) AND ($2::text IS NULL OR d.endpoint_id = $2) \
-         AND ($3::timestamptz IS NULL OR d.created_at >= $3) AND ($4::timestamptz IS NULL OR d.created_at < $4){}{}",
-        page.cursor_clause("d.id", 5),
-        page.order_clause("d.id")
+         WHERE d.status = 'dead'",
     );
-    let mut query = sqlx::query_as::<_, DeadLetterOut>(&sql)
-        .bind(&app_id)
-        .bind(&q.endpoint_id)
-        .bind(q.since)
-        .bind(q.until);
-    if let Some(c) = cursor {
-        query = query.bind(c);
+    if let Some(app) = app_id {
+        qb.push(" AND d.app_id = ").push_bind(app);
     }
-    let rows = query.fetch_all(pool.get_ref()).await?;
-    Ok(HttpResponse::Ok().json(ListResponse::from_rows(rows, &page, |d| d.id.clone())))
+    if let Some(ep) = &f.endpoint_id {
+        qb.push(" AND d.endpoint_id = ").push_bind(ep.clone());
+    }
+    if let Some(since) = f.since {
+        qb.push(" AND d.created_at >= ").push_bind(since);
+    }
+    if let Some(until) = f.until {
+        qb.push(" AND d.created_at < ").push_bind(until);
+    }
+    if let Some(c) = cursor {
+        qb.push(if page.descending {
+            " AND d.id < "
+        } else {
+            " AND d.id > "
+        })
+        .push_bind(c);
+    }
+    qb.push(page.order_clause("d.id"));
+    let rows = qb.build_query_as().fetch_all(pool).await?;
+    Ok(ListResponse::from_rows(rows, &page, |d: &DeadLetterOut| {
+        d.id.clone()
+    }))
 }
 
-async fn replay_one(pool: web::Data<PgPool>, id: web::Path<String>) -> ApiResult<HttpResponse> {
-    let n = delivery_id(&id).ok_or_else(|| ApiError::not_found("dead letter"))?;
+/// Herald: list dead letters.
+#[utoipa::path(
+    operation_id = "herald.dead-letter.list", tag = "Dead letters",
+    params(PageQuery, DeadLetterFilter),
+    responses((status = 200, description = "A page of dead letters", body = ListResponse<DeadLetterOut>))
+)]
+#[get("/dead-letter")]
+async fn list(
+    pool: web::Data<PgPool>,
+    page: web::Query<PageQuery>,
+    f: web::Query<DeadLetterFilter>,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(list_page(&pool, &page, &f).await?))
+}
+
+/// How many were replayed.
+#[derive(Serialize, ToSchema)]
+pub struct ReplayedOut {
+    pub replayed: u64,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct DeadLetterPath {
+    /// The dead letter's id (`dlv_<n>`).
+    #[param(min_length = 1, max_length = 64)]
+    delivery_id: String,
+}
+
+/// Herald: replay one dead letter (due now, with a fresh retry schedule).
+#[utoipa::path(
+    operation_id = "herald.dead-letter.replay", tag = "Dead letters", params(DeadLetterPath),
+    responses((status = 202, description = "Queued", body = ReplayedOut))
+)]
+#[post("/dead-letter/{delivery_id}/replay")]
+async fn replay_one(
+    pool: web::Data<PgPool>,
+    path: web::Path<DeadLetterPath>,
+) -> ApiResult<HttpResponse> {
+    let n = delivery_id(&path.delivery_id).ok_or_else(|| ApiError::not_found("dead letter"))?;
     let replayed = replay::replay(
         &pool,
         &Selection {
@@ -111,18 +174,25 @@ async fn replay_one(pool: web::Data<PgPool>, id: web::Path<String>) -> ApiResult
     if replayed == 0 {
         return Err(ApiError::not_found("dead letter"));
     }
-    Ok(HttpResponse::Accepted().json(json!({ "replayed": replayed })))
+    Ok(HttpResponse::Accepted().json(ReplayedOut { replayed }))
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ReplayIn {
+/// Which dead letters to replay; every filter given must match.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReplayIn {
     app_id: Option<String>,
     endpoint_id: Option<String>,
     since: Option<DateTime<Utc>>,
     until: Option<DateTime<Utc>>,
 }
 
+/// Herald: replay dead letters in bulk.
+#[utoipa::path(
+    operation_id = "herald.dead-letter.replay-bulk", tag = "Dead letters", request_body = ReplayIn,
+    responses((status = 202, description = "Queued", body = ReplayedOut))
+)]
+#[post("/dead-letter/replay")]
 async fn replay_bulk(
     pool: web::Data<PgPool>,
     Json(input): Json<ReplayIn>,
@@ -141,5 +211,5 @@ async fn replay_bulk(
     };
     let replayed = replay::replay(&pool, &selection).await?;
     tracing::info!(replayed, ?selection, "dead letters replayed");
-    Ok(HttpResponse::Accepted().json(json!({ "replayed": replayed })))
+    Ok(HttpResponse::Accepted().json(ReplayedOut { replayed }))
 }

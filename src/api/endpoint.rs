@@ -1,112 +1,170 @@
 //! `/api/v1/app/{app_id}/endpoint`: where an application's webhooks go.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{delete, get, patch, post, put, web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{types::Json as Db, PgPool};
+use utoipa::ToSchema;
 
 use super::{
     application,
-    error::{ApiError, ApiResult},
+    error::{ApiError, ApiResult, HttpErrorOut},
     event_type,
     extract::Json,
     pagination::{ListResponse, Ordering, Page, PageQuery},
+    paths::{AppPath, EndpointPath},
     validate::{self, Problems},
 };
-use crate::{destination::Policy, signing::Secret};
+use crate::{destination::Policy, signing::Secret, store::string_map::StringMap};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/app/{app_id}/endpoint", web::get().to(list))
-        .route("/app/{app_id}/endpoint", web::post().to(create))
-        .route("/app/{app_id}/endpoint/{endpoint_id}", web::get().to(get))
-        .route(
-            "/app/{app_id}/endpoint/{endpoint_id}",
-            web::put().to(update),
-        )
-        .route(
-            "/app/{app_id}/endpoint/{endpoint_id}",
-            web::patch().to(patch),
-        )
-        .route(
-            "/app/{app_id}/endpoint/{endpoint_id}",
-            web::delete().to(delete),
-        );
+pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(list)
+        .service(create)
+        .service(get)
+        .service(update)
+        .service(patch_endpoint)
+        .service(delete_endpoint);
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+/// An endpoint.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointOut {
+    /// `ep_…`, time-ordered.
     pub id: String,
     pub uid: Option<String>,
     pub url: String,
     pub description: String,
+    /// Messages per second at most (none: the service default).
     pub throttle_rate: Option<i32>,
     pub disabled: bool,
+    /// The event types it receives (none: all).
     pub event_types: Option<Vec<String>>,
+    /// It receives only messages with one of these channels (none: all).
     pub channels: Option<Vec<String>>,
-    pub metadata: Db<HashMap<String, String>>,
+    #[schema(value_type = BTreeMap<String, String>)]
+    pub metadata: StringMap,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Herald: why the endpoint was disabled (410 Gone, failing too long, the API).
     pub disabled_reason: Option<String>,
+    /// Herald: when it was disabled.
     pub disabled_at: Option<DateTime<Utc>>,
 }
 
 pub const COLUMNS: &str =
     "id, uid, url, description, rate_limit AS throttle_rate, disabled, event_types, channels, \
-                           metadata, created_at, updated_at, disabled_reason, disabled_at";
+     metadata, created_at, updated_at, disabled_reason, disabled_at";
 
-/// The fields PUT replaces (and POST sets).
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EndpointFields {
+/// A new endpoint.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EndpointIn {
+    #[schema(format = Uri, min_length = 1, max_length = 65536)]
+    url: String,
+    #[serde(default)]
+    description: String,
+    /// Messages per second at most.
+    #[serde(alias = "rateLimit")]
+    #[schema(minimum = 1, maximum = 65535)]
+    throttle_rate: Option<i64>,
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
+    uid: Option<String>,
+    #[serde(default)]
+    disabled: bool,
+    /// Event types it receives (each must exist); none: all.
+    #[serde(alias = "filterTypes")]
+    #[schema(min_items = 1, max_items = 1000)]
+    event_types: Option<Vec<String>>,
+    /// It receives only messages with one of these channels; none: all.
+    #[schema(min_items = 1, max_items = 10)]
+    channels: Option<Vec<String>>,
+    #[serde(default)]
+    metadata: BTreeMap<String, String>,
+    /// Its signing secret, `whsec_` + base64 of 24 to 64 bytes (default: a new one).
+    #[schema(pattern = r"^whsec_[A-Za-z0-9+/]{32,86}={0,2}$")]
+    secret: Option<String>,
+    /// Headers sent with every delivery.
+    headers: Option<BTreeMap<String, String>>,
+}
+
+impl EndpointIn {
+    /// The endpoint's fields, its secret and its headers.
+    fn split(self) -> (EndpointFields, Option<String>, BTreeMap<String, String>) {
+        let fields = EndpointFields {
+            url: self.url,
+            description: self.description,
+            throttle_rate: self.throttle_rate,
+            uid: self.uid,
+            disabled: self.disabled,
+            event_types: self.event_types,
+            channels: self.channels,
+            metadata: self.metadata,
+        };
+        (fields, self.secret, self.headers.unwrap_or_default())
+    }
+}
+
+/// All of an endpoint's fields but its secret and headers (PUT; they have routes of their
+/// own).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EndpointUpdate {
+    #[schema(format = Uri, min_length = 1, max_length = 65536)]
     pub url: String,
     #[serde(default)]
     pub description: String,
+    /// Messages per second at most.
     #[serde(alias = "rateLimit")]
+    #[schema(minimum = 1, maximum = 65535)]
     pub throttle_rate: Option<i64>,
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
     pub uid: Option<String>,
     #[serde(default)]
     pub disabled: bool,
+    /// Event types it receives (each must exist); none: all.
     #[serde(alias = "filterTypes")]
+    #[schema(min_items = 1, max_items = 1000)]
     pub event_types: Option<Vec<String>>,
+    /// It receives only messages with one of these channels; none: all.
+    #[schema(min_items = 1, max_items = 10)]
     pub channels: Option<Vec<String>>,
     #[serde(default)]
-    pub metadata: HashMap<String, String>,
+    pub metadata: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct EndpointIn {
-    #[serde(flatten)]
-    fields: EndpointFields,
-    secret: Option<String>,
-    headers: Option<HashMap<String, String>>,
-}
+/// The fields PUT replaces and POST sets.
+pub type EndpointFields = EndpointUpdate;
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct EndpointPatch {
+/// Fields to change; `null` clears the optional ones.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EndpointPatch {
+    #[schema(format = Uri, min_length = 1, max_length = 65536)]
     url: Option<String>,
     description: Option<String>,
     #[serde(default, alias = "rateLimit", deserialize_with = "super::nullable")]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 65535)]
     throttle_rate: Option<Option<i64>>,
     #[serde(default, deserialize_with = "super::nullable")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
     uid: Option<Option<String>>,
     disabled: Option<bool>,
     #[serde(default, alias = "filterTypes", deserialize_with = "super::nullable")]
+    #[schema(value_type = Option<Vec<String>>, min_items = 1, max_items = 1000)]
     event_types: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "super::nullable")]
+    #[schema(value_type = Option<Vec<String>>, min_items = 1, max_items = 10)]
     channels: Option<Option<Vec<String>>>,
-    metadata: Option<HashMap<String, String>>,
+    metadata: Option<BTreeMap<String, String>>,
 }
 
 impl EndpointFields {
     /// Shape checks, the destination policy, then the checks that need the database (event
     /// types must exist).
-    async fn validate(&self, pool: &PgPool, policy: &Policy) -> ApiResult<()> {
+    pub async fn validate(&self, pool: &PgPool, policy: &Policy) -> ApiResult<()> {
         let mut p = Problems::default();
         match validate::url("url", &self.url) {
             Ok(_) => {
@@ -123,10 +181,10 @@ impl EndpointFields {
             p.check(validate::rate("throttleRate", rate));
         }
         if let Some(types) = &self.event_types {
-            p.check(validate::names("eventTypes", types, 1000));
+            p.check(validate::list("eventTypes", types, 1000, validate::name));
         }
         if let Some(channels) = &self.channels {
-            p.check(validate::names("channels", channels, 10));
+            p.check(validate::list("channels", channels, 10, validate::channel));
         }
         p.finish()?;
         if let Some(types) = &self.event_types {
@@ -145,10 +203,11 @@ impl EndpointFields {
     }
 }
 
-/// The endpoint `{endpoint_id}` (id or uid) of application `app_id`, or 404.
+/// The endpoint `key` (id or uid; the id wins) of application `app_id`, or 404.
 pub async fn find(pool: &PgPool, app_id: &str, key: &str) -> ApiResult<EndpointOut> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM herald.endpoint WHERE app_id = $1 AND (id = $2 OR uid = $2) ORDER BY id = $2 DESC LIMIT 1"
+        "SELECT {COLUMNS} FROM herald.endpoint WHERE app_id = $1 AND (id = $2 OR uid = $2) \
+         ORDER BY id = $2 DESC LIMIT 1"
     );
     sqlx::query_as(&sql)
         .bind(app_id)
@@ -159,9 +218,9 @@ pub async fn find(pool: &PgPool, app_id: &str, key: &str) -> ApiResult<EndpointO
 }
 
 /// Resolves `/app/{app_id}/endpoint/{endpoint_id}` to (application id, endpoint).
-pub async fn resolve(pool: &PgPool, path: &(String, String)) -> ApiResult<(String, EndpointOut)> {
-    let app_id = application::resolve(pool, &path.0).await?;
-    let endpoint = find(pool, &app_id, &path.1).await?;
+pub async fn resolve(pool: &PgPool, path: &EndpointPath) -> ApiResult<(String, EndpointOut)> {
+    let app_id = application::resolve(pool, &path.app_id).await?;
+    let endpoint = find(pool, &app_id, &path.endpoint_id).await?;
     Ok((app_id, endpoint))
 }
 
@@ -169,22 +228,14 @@ fn disabled_reason(disabled: bool) -> Option<&'static str> {
     disabled.then_some("disabled through the API")
 }
 
-async fn create(
-    pool: web::Data<PgPool>,
-    policy: web::Data<Policy>,
-    app: web::Path<String>,
-    Json(input): Json<EndpointIn>,
-) -> ApiResult<HttpResponse> {
-    let app_id = application::resolve(&pool, &app).await?;
-    let f = &input.fields;
-    f.validate(&pool, &policy).await?;
-    let secret = match &input.secret {
-        Some(s) => validate::secret("secret", s).map_err(|e| ApiError::Validation(vec![e]))?,
-        None => Secret::generate(),
-    };
-    let headers = input.headers.unwrap_or_default();
-    validate::headers("headers", &headers).map_err(|e| ApiError::Validation(vec![e]))?;
-
+/// Creates an endpoint of `app_id` with its first secret, in one transaction.
+pub async fn insert(
+    pool: &PgPool,
+    app_id: &str,
+    f: &EndpointFields,
+    secret: &Secret,
+    headers: &BTreeMap<String, String>,
+) -> ApiResult<EndpointOut> {
     let mut tx = pool.begin().await?;
     let sql = format!(
         "INSERT INTO herald.endpoint (app_id, uid, url, description, rate_limit, disabled, disabled_reason, disabled_at, \
@@ -192,7 +243,7 @@ async fn create(
          VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $6 THEN now() END, $8, $9, $10, $11) RETURNING {COLUMNS}"
     );
     let endpoint: EndpointOut = sqlx::query_as(&sql)
-        .bind(&app_id)
+        .bind(app_id)
         .bind(&f.uid)
         .bind(&f.url)
         .bind(&f.description)
@@ -202,7 +253,7 @@ async fn create(
         .bind(&f.event_types)
         .bind(&f.channels)
         .bind(Db(&f.metadata))
-        .bind(Db(&headers))
+        .bind(Db(headers))
         .fetch_one(&mut *tx)
         .await?;
     sqlx::query("INSERT INTO herald.endpoint_secret (endpoint_id, key) VALUES ($1, $2)")
@@ -211,33 +262,77 @@ async fn create(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
+    Ok(endpoint)
+}
+
+/// Create an endpoint.
+#[utoipa::path(
+    operation_id = "v1.endpoint.create", tag = "Endpoint",
+    params(AppPath), request_body = EndpointIn,
+    responses(
+        (status = 201, description = "Created", body = EndpointOut),
+        (status = 409, description = "The uid is taken in this application", body = HttpErrorOut),
+    )
+)]
+#[post("/app/{app_id}/endpoint")]
+async fn create(
+    pool: web::Data<PgPool>,
+    policy: web::Data<Policy>,
+    path: web::Path<AppPath>,
+    Json(input): Json<EndpointIn>,
+) -> ApiResult<HttpResponse> {
+    let app_id = application::resolve(&pool, &path.app_id).await?;
+    let (fields, secret, headers) = input.split();
+    fields.validate(&pool, &policy).await?;
+    let secret = match &secret {
+        Some(s) => validate::secret("secret", s).map_err(|e| ApiError::Validation(vec![e]))?,
+        None => Secret::generate(),
+    };
+    validate::headers("headers", &headers).map_err(|e| ApiError::Validation(vec![e]))?;
+    let endpoint = insert(&pool, &app_id, &fields, &secret, &headers).await?;
     Ok(HttpResponse::Created().json(endpoint))
 }
 
-async fn list(
-    pool: web::Data<PgPool>,
-    app: web::Path<String>,
-    q: web::Query<PageQuery>,
-) -> ApiResult<HttpResponse> {
-    let app_id = application::resolve(&pool, &app).await?;
-    let page = Page::new(&q, Ordering::Ascending)?;
-    let sql = format!(
-        "SELECT {COLUMNS} FROM herald.endpoint WHERE app_id = $1{}{}",
-        page.cursor_clause("id", 2),
-        page.order_clause("id")
-    );
-    let mut query = sqlx::query_as::<_, EndpointOut>(&sql).bind(&app_id);
-    if let Some(after) = &page.after {
-        query = query.bind(after);
-    }
-    let rows = query.fetch_all(pool.get_ref()).await?;
-    Ok(HttpResponse::Ok().json(ListResponse::from_rows(rows, &page, |e| e.id.clone())))
+/// An application's endpoints, oldest first by default.
+pub async fn list_page(
+    pool: &PgPool,
+    app_id: &str,
+    q: &PageQuery,
+) -> ApiResult<ListResponse<EndpointOut>> {
+    let page = Page::new(q, Ordering::Ascending)?;
+    let mut qb = sqlx::QueryBuilder::new(format!(
+        "SELECT {COLUMNS} FROM herald.endpoint WHERE app_id = "
+    ));
+    qb.push_bind(app_id.to_string());
+    page.push_to(&mut qb, "id");
+    let rows = qb.build_query_as().fetch_all(pool).await?;
+    Ok(ListResponse::from_rows(rows, &page, |e: &EndpointOut| {
+        e.id.clone()
+    }))
 }
 
-async fn get(
+/// List an application's endpoints.
+#[utoipa::path(
+    operation_id = "v1.endpoint.list", tag = "Endpoint", params(AppPath, PageQuery),
+    responses((status = 200, description = "A page of endpoints", body = ListResponse<EndpointOut>))
+)]
+#[get("/app/{app_id}/endpoint")]
+async fn list(
     pool: web::Data<PgPool>,
-    path: web::Path<(String, String)>,
+    path: web::Path<AppPath>,
+    q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
+    let app_id = application::resolve(&pool, &path.app_id).await?;
+    Ok(HttpResponse::Ok().json(list_page(&pool, &app_id, &q).await?))
+}
+
+/// Get an endpoint.
+#[utoipa::path(
+    operation_id = "v1.endpoint.get", tag = "Endpoint", params(EndpointPath),
+    responses((status = 200, description = "The endpoint", body = EndpointOut))
+)]
+#[get("/app/{app_id}/endpoint/{endpoint_id}")]
+async fn get(pool: web::Data<PgPool>, path: web::Path<EndpointPath>) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(resolve(&pool, &path).await?.1))
 }
 
@@ -251,7 +346,7 @@ pub async fn save(pool: &PgPool, id: &str, f: &EndpointFields) -> ApiResult<Endp
          disabled = $6, event_types = $8, channels = $9, metadata = $10, version = version + 1, updated_at = now() \
          WHERE id = $1 RETURNING {COLUMNS}"
     );
-    Ok(sqlx::query_as(&sql)
+    sqlx::query_as(&sql)
         .bind(id)
         .bind(&f.uid)
         .bind(&f.url)
@@ -262,37 +357,66 @@ pub async fn save(pool: &PgPool, id: &str, f: &EndpointFields) -> ApiResult<Endp
         .bind(&f.event_types)
         .bind(&f.channels)
         .bind(Db(&f.metadata))
-        .fetch_one(pool)
-        .await?)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| ApiError::not_found("endpoint"))
 }
 
-/// PUT replaces the endpoint; like Svix, a uid that does not exist yet creates it (201).
+/// Replace an endpoint; like Svix, a uid that does not exist yet creates it (201).
+#[utoipa::path(
+    operation_id = "v1.endpoint.update", tag = "Endpoint",
+    params(EndpointPath), request_body = EndpointUpdate,
+    responses(
+        (status = 200, description = "Replaced", body = EndpointOut),
+        (status = 201, description = "Created with this uid", body = EndpointOut),
+        (status = 409, description = "The new uid is taken", body = HttpErrorOut),
+    )
+)]
+#[put("/app/{app_id}/endpoint/{endpoint_id}")]
 async fn update(
     pool: web::Data<PgPool>,
     policy: web::Data<Policy>,
-    path: web::Path<(String, String)>,
-    Json(input): Json<EndpointIn>,
+    path: web::Path<EndpointPath>,
+    Json(mut input): Json<EndpointUpdate>,
 ) -> ApiResult<HttpResponse> {
-    let app_id = application::resolve(&pool, &path.0).await?;
-    match find(&pool, &app_id, &path.1).await {
+    let app_id = application::resolve(&pool, &path.app_id).await?;
+    match find(&pool, &app_id, &path.endpoint_id).await {
         Ok(existing) => {
-            input.fields.validate(&pool, &policy).await?;
-            Ok(HttpResponse::Ok().json(save(&pool, &existing.id, &input.fields).await?))
+            input.validate(&pool, &policy).await?;
+            Ok(HttpResponse::Ok().json(save(&pool, &existing.id, &input).await?))
         }
-        Err(ApiError::NotFound(_)) if !path.1.starts_with("ep_") => {
-            validate::uid("uid", &path.1).map_err(|e| ApiError::Validation(vec![e]))?;
-            let mut input = input;
-            input.fields.uid.get_or_insert_with(|| path.1.clone());
-            create(pool, policy, web::Path::from(path.0.clone()), Json(input)).await
+        Err(ApiError::NotFound(_)) if !validate::looks_like_id(&path.endpoint_id) => {
+            validate::uid("uid", &path.endpoint_id).map_err(|e| ApiError::Validation(vec![e]))?;
+            input.uid.get_or_insert_with(|| path.endpoint_id.clone());
+            input.validate(&pool, &policy).await?;
+            let created = insert(
+                &pool,
+                &app_id,
+                &input,
+                &Secret::generate(),
+                &BTreeMap::new(),
+            )
+            .await?;
+            Ok(HttpResponse::Created().json(created))
         }
         Err(e) => Err(e),
     }
 }
 
-async fn patch(
+/// Change some of an endpoint's fields.
+#[utoipa::path(
+    operation_id = "v1.endpoint.patch", tag = "Endpoint",
+    params(EndpointPath), request_body = EndpointPatch,
+    responses(
+        (status = 200, description = "Changed", body = EndpointOut),
+        (status = 409, description = "The new uid is taken", body = HttpErrorOut),
+    )
+)]
+#[patch("/app/{app_id}/endpoint/{endpoint_id}")]
+async fn patch_endpoint(
     pool: web::Data<PgPool>,
     policy: web::Data<Policy>,
-    path: web::Path<(String, String)>,
+    path: web::Path<EndpointPath>,
     Json(p): Json<EndpointPatch>,
 ) -> ApiResult<HttpResponse> {
     let (_, e) = resolve(&pool, &path).await?;
@@ -310,9 +434,15 @@ async fn patch(
     Ok(HttpResponse::Ok().json(save(&pool, &e.id, &merged).await?))
 }
 
-async fn delete(
+/// Delete an endpoint with its deliveries and attempts.
+#[utoipa::path(
+    operation_id = "v1.endpoint.delete", tag = "Endpoint", params(EndpointPath),
+    responses((status = 204, description = "Deleted"))
+)]
+#[delete("/app/{app_id}/endpoint/{endpoint_id}")]
+async fn delete_endpoint(
     pool: web::Data<PgPool>,
-    path: web::Path<(String, String)>,
+    path: web::Path<EndpointPath>,
 ) -> ApiResult<HttpResponse> {
     let (_, e) = resolve(&pool, &path).await?;
     sqlx::query("DELETE FROM herald.endpoint WHERE id = $1")

@@ -1,91 +1,212 @@
 //! `/api/v1/event-type`: the catalogue of event types endpoints can subscribe to.
+//!
+//! `schemas` are kept as the exact JSON text given (stored as `json`, not `jsonb`), so every
+//! number comes back as it was sent, however large or precise.
 
-use actix_web::{web, HttpResponse};
+use std::collections::BTreeMap;
+
+use actix_web::{delete, get, patch, post, put, web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{types::Json as Db, PgPool};
+use serde_json::value::RawValue;
+use sqlx::PgPool;
+use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    error::{ApiError, ApiResult},
+    error::{ApiError, ApiResult, HttpErrorOut},
     extract::Json,
     pagination::{ListResponse, Ordering, Page, PageQuery},
+    paths::EventTypePath,
     validate::{self, Problems},
 };
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/event-type", web::get().to(list))
-        .route("/event-type", web::post().to(create))
-        .route("/event-type/{name}", web::get().to(get))
-        .route("/event-type/{name}", web::put().to(update))
-        .route("/event-type/{name}", web::patch().to(patch))
-        .route("/event-type/{name}", web::delete().to(delete));
+pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(list)
+        .service(create)
+        .service(get)
+        .service(update)
+        .service(patch_event_type)
+        .service(delete_event_type);
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+/// An event type.
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventTypeOut {
     pub name: String,
     pub description: String,
     pub archived: bool,
     pub deprecated: bool,
+    /// JSON schemas by version (`{"1": {...}}`), exactly as given; only with
+    /// `with_content=true` in lists.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub schemas: Option<Db<serde_json::Value>>,
+    #[schema(value_type = Option<Object>)]
+    pub schemas: Option<Box<RawValue>>,
+    pub group_name: Option<String>,
+    pub feature_flags: Option<Vec<String>>,
+    /// Deprecated: the first of `featureFlags`.
     pub feature_flag: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Deserialize)]
-struct EventTypeIn {
+#[derive(sqlx::FromRow)]
+struct EventTypeRow {
     name: String,
-    #[serde(flatten)]
-    rest: EventTypeUpdate,
+    description: String,
+    archived: bool,
+    deprecated: bool,
+    schemas: Option<String>,
+    group_name: Option<String>,
+    feature_flags: Option<Vec<String>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
 }
 
-/// PUT body: everything but the name, which is in the path.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct EventTypeUpdate {
+impl EventTypeRow {
+    fn into_out(self, with_schemas: bool) -> EventTypeOut {
+        EventTypeOut {
+            // Stored from a RawValue: valid JSON; a row written by hand is shown as absent.
+            schemas: self
+                .schemas
+                .filter(|_| with_schemas)
+                .and_then(|s| RawValue::from_string(s).ok()),
+            feature_flag: self.feature_flags.as_ref().and_then(|f| f.first().cloned()),
+            name: self.name,
+            description: self.description,
+            archived: self.archived,
+            deprecated: self.deprecated,
+            group_name: self.group_name,
+            feature_flags: self.feature_flags,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+/// JSON schemas by version: an object whose values are objects, kept byte for byte.
+type Schemas = BTreeMap<String, Box<RawValue>>;
+
+/// A new event type.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EventTypeIn {
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
+    name: String,
     description: String,
     #[serde(default)]
     archived: bool,
     #[serde(default)]
     deprecated: bool,
-    schemas: Option<serde_json::Value>,
+    #[schema(value_type = Option<BTreeMap<String, Object>>)]
+    schemas: Option<Schemas>,
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
+    group_name: Option<String>,
+    #[schema(min_items = 1, max_items = 25)]
+    feature_flags: Option<Vec<String>>,
+    /// Deprecated: one feature flag (use `featureFlags`).
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
     feature_flag: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct EventTypePatch {
+/// All of an event type's fields but its name (PUT).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EventTypeUpdate {
+    description: String,
+    #[serde(default)]
+    archived: bool,
+    #[serde(default)]
+    deprecated: bool,
+    #[schema(value_type = Option<BTreeMap<String, Object>>)]
+    schemas: Option<Schemas>,
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
+    group_name: Option<String>,
+    #[schema(min_items = 1, max_items = 25)]
+    feature_flags: Option<Vec<String>>,
+    /// Deprecated: one feature flag (use `featureFlags`).
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
+    feature_flag: Option<String>,
+}
+
+/// Fields to change; `null` clears `schemas`, `groupName` and `featureFlags`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EventTypePatch {
     description: Option<String>,
     archived: Option<bool>,
     deprecated: Option<bool>,
     #[serde(default, deserialize_with = "super::nullable")]
-    schemas: Option<Option<serde_json::Value>>,
+    #[schema(value_type = Option<BTreeMap<String, Object>>)]
+    schemas: Option<Option<Schemas>>,
     #[serde(default, deserialize_with = "super::nullable")]
-    feature_flag: Option<Option<String>>,
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
+    group_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "super::nullable")]
+    #[schema(value_type = Option<Vec<String>>, min_items = 1, max_items = 25)]
+    feature_flags: Option<Option<Vec<String>>>,
+}
+
+/// What is stored: the fields of PUT, checked.
+struct EventTypeFields {
+    description: String,
+    archived: bool,
+    deprecated: bool,
+    schemas: Option<String>,
+    group_name: Option<String>,
+    feature_flags: Option<Vec<String>>,
 }
 
 impl EventTypeUpdate {
-    fn validate(&self) -> Result<(), ApiError> {
+    fn into_fields(self) -> ApiResult<EventTypeFields> {
         let mut p = Problems::default();
-        if let Some(flag) = &self.feature_flag {
-            p.check(validate::name("featureFlag", flag));
-        }
-        if let Some(s) = &self.schemas {
-            if !s.is_object() {
-                p.push("schemas", "must be an object");
+        let flags = match (self.feature_flags, self.feature_flag) {
+            (Some(_), Some(_)) => {
+                p.push("featureFlag", "give featureFlags or featureFlag, not both");
+                None
             }
-        }
-        p.finish()
+            (flags, flag) => flags.or(flag.map(|f| vec![f])),
+        };
+        let fields = EventTypeFields {
+            description: self.description,
+            archived: self.archived,
+            deprecated: self.deprecated,
+            schemas: self.schemas.as_ref().map(schemas_text),
+            group_name: self.group_name,
+            feature_flags: flags,
+        };
+        check(&mut p, &fields, self.schemas.as_ref());
+        p.finish()?;
+        Ok(fields)
     }
 }
 
-const COLUMNS: &str =
-    "name, description, archived, deprecated, schemas, feature_flag, created_at, updated_at";
+fn check(p: &mut Problems, f: &EventTypeFields, schemas: Option<&Schemas>) {
+    if let Some(group) = &f.group_name {
+        p.check(validate::name("groupName", group));
+    }
+    if let Some(flags) = &f.feature_flags {
+        p.check(validate::list("featureFlags", flags, 25, validate::name));
+    }
+    for (version, schema) in schemas.into_iter().flatten() {
+        if !schema.get().trim_start().starts_with('{') {
+            p.push(
+                &format!("schemas.{version}"),
+                "must be a JSON schema (an object)",
+            );
+        }
+    }
+}
 
-async fn find(pool: &PgPool, name: &str) -> ApiResult<Option<EventTypeOut>> {
+/// The schemas as stored: each version's text exactly as given.
+fn schemas_text(schemas: &Schemas) -> String {
+    serde_json::to_string(schemas).expect("raw values serialize")
+}
+
+const COLUMNS: &str = "name, description, archived, deprecated, schemas::text AS schemas, \
+                       group_name, feature_flags, created_at, updated_at";
+
+async fn find(pool: &PgPool, name: &str) -> ApiResult<Option<EventTypeRow>> {
     let sql = format!("SELECT {COLUMNS} FROM herald.event_type WHERE name = $1");
     Ok(sqlx::query_as(&sql).bind(name).fetch_optional(pool).await?)
 }
@@ -94,47 +215,67 @@ async fn find(pool: &PgPool, name: &str) -> ApiResult<Option<EventTypeOut>> {
 async fn save(
     pool: &PgPool,
     name: &str,
-    e: &EventTypeUpdate,
+    e: &EventTypeFields,
     upsert: bool,
 ) -> ApiResult<(EventTypeOut, bool)> {
     let conflict = if upsert {
-        "ON CONFLICT (name) DO UPDATE SET description = EXCLUDED.description, archived = EXCLUDED.archived, \
-         deprecated = EXCLUDED.deprecated, schemas = EXCLUDED.schemas, feature_flag = EXCLUDED.feature_flag, \
-         updated_at = now()"
+        "ON CONFLICT (name) DO UPDATE SET description = EXCLUDED.description, \
+         archived = EXCLUDED.archived, deprecated = EXCLUDED.deprecated, \
+         schemas = EXCLUDED.schemas, group_name = EXCLUDED.group_name, \
+         feature_flags = EXCLUDED.feature_flags, updated_at = now()"
     } else {
         ""
     };
     let sql = format!(
-        "INSERT INTO herald.event_type (name, description, archived, deprecated, schemas, feature_flag) \
-         VALUES ($1, $2, $3, $4, $5, $6) {conflict} RETURNING {COLUMNS}, (xmax = 0) AS created"
+        "INSERT INTO herald.event_type (name, description, archived, deprecated, schemas, group_name, feature_flags) \
+         VALUES ($1, $2, $3, $4, $5::json, $6, $7) {conflict} RETURNING {COLUMNS}, (xmax = 0) AS created"
     );
-    let row: EventTypeRow = sqlx::query_as(&sql)
+    let row: SavedRow = sqlx::query_as(&sql)
         .bind(name)
         .bind(&e.description)
         .bind(e.archived)
         .bind(e.deprecated)
-        .bind(e.schemas.as_ref().map(Db))
-        .bind(&e.feature_flag)
+        .bind(&e.schemas)
+        .bind(&e.group_name)
+        .bind(&e.feature_flags)
         .fetch_one(pool)
         .await?;
-    Ok((row.event_type, row.created))
+    Ok((row.event_type.into_out(true), row.created))
 }
 
 #[derive(sqlx::FromRow)]
-struct EventTypeRow {
+struct SavedRow {
     #[sqlx(flatten)]
-    event_type: EventTypeOut,
+    event_type: EventTypeRow,
     created: bool,
 }
 
+/// Create an event type.
+#[utoipa::path(
+    operation_id = "v1.event-type.create", tag = "Event Type", request_body = EventTypeIn,
+    responses(
+        (status = 201, description = "Created", body = EventTypeOut),
+        (status = 409, description = "An event type with this name exists", body = HttpErrorOut),
+    )
+)]
+#[post("/event-type")]
 async fn create(
     pool: web::Data<PgPool>,
     Json(input): Json<EventTypeIn>,
 ) -> ApiResult<HttpResponse> {
     validate::name("name", &input.name).map_err(|e| ApiError::Validation(vec![e]))?;
-    let EventTypeIn { name, rest: body } = input;
-    body.validate()?;
-    match save(&pool, &name, &body, false).await {
+    let name = input.name;
+    let fields = EventTypeUpdate {
+        description: input.description,
+        archived: input.archived,
+        deprecated: input.deprecated,
+        schemas: input.schemas,
+        group_name: input.group_name,
+        feature_flags: input.feature_flags,
+        feature_flag: input.feature_flag,
+    }
+    .into_fields()?;
+    match save(&pool, &name, &fields, false).await {
         Ok((e, _)) => Ok(HttpResponse::Created().json(e)),
         Err(ApiError::Conflict(_)) => Err(ApiError::Conflict(format!(
             "event type '{name}' already exists"
@@ -143,54 +284,85 @@ async fn create(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
-    #[serde(flatten)]
-    page: PageQuery,
-    #[serde(default, deserialize_with = "super::query::parsed")]
-    include_archived: Option<bool>,
-    #[serde(default, deserialize_with = "super::query::parsed")]
-    with_content: Option<bool>,
+    /// Include archived event types.
+    #[serde(default)]
+    include_archived: bool,
+    /// Include each event type's `schemas`.
+    #[serde(default)]
+    with_content: bool,
 }
 
-async fn list(pool: web::Data<PgPool>, q: web::Query<ListQuery>) -> ApiResult<HttpResponse> {
-    let page = Page::new(&q.page, Ordering::Ascending)?;
-    let archived = if q.include_archived.unwrap_or(false) {
-        ""
-    } else {
-        " AND NOT archived"
-    };
-    let sql = format!(
-        "SELECT {COLUMNS} FROM herald.event_type WHERE true{archived}{}{}",
-        page.cursor_clause("name", 1),
-        page.order_clause("name")
-    );
-    let mut query = sqlx::query_as::<_, EventTypeOut>(&sql);
-    if let Some(after) = &page.after {
-        query = query.bind(after);
+/// Event types in name order.
+pub async fn list_page(
+    pool: &PgPool,
+    page: &PageQuery,
+    include_archived: bool,
+    with_schemas: bool,
+) -> ApiResult<ListResponse<EventTypeOut>> {
+    let page = Page::new(page, Ordering::Ascending)?;
+    let mut qb = sqlx::QueryBuilder::new(format!(
+        "SELECT {COLUMNS} FROM herald.event_type WHERE true"
+    ));
+    if !include_archived {
+        qb.push(" AND NOT archived");
     }
-    let mut rows = query.fetch_all(pool.get_ref()).await?;
-    if !q.with_content.unwrap_or(false) {
-        rows.iter_mut().for_each(|r| r.schemas = None);
-    }
-    Ok(HttpResponse::Ok().json(ListResponse::from_rows(rows, &page, |e| e.name.clone())))
+    page.push_to(&mut qb, "name");
+    let rows: Vec<EventTypeRow> = qb.build_query_as().fetch_all(pool).await?;
+    let rows = rows.into_iter().map(|r| r.into_out(with_schemas)).collect();
+    Ok(ListResponse::from_rows(rows, &page, |e: &EventTypeOut| {
+        e.name.clone()
+    }))
 }
 
-async fn get(pool: web::Data<PgPool>, name: web::Path<String>) -> ApiResult<HttpResponse> {
-    let e = find(&pool, &name)
+/// List event types.
+#[utoipa::path(
+    operation_id = "v1.event-type.list", tag = "Event Type", params(PageQuery, ListQuery),
+    responses((status = 200, description = "A page of event types", body = ListResponse<EventTypeOut>))
+)]
+#[get("/event-type")]
+async fn list(
+    pool: web::Data<PgPool>,
+    page: web::Query<PageQuery>,
+    q: web::Query<ListQuery>,
+) -> ApiResult<HttpResponse> {
+    let page = list_page(&pool, &page, q.include_archived, q.with_content).await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// Get an event type (archived ones too).
+#[utoipa::path(
+    operation_id = "v1.event-type.get", tag = "Event Type", params(EventTypePath),
+    responses((status = 200, description = "The event type", body = EventTypeOut))
+)]
+#[get("/event-type/{event_type_name}")]
+async fn get(pool: web::Data<PgPool>, path: web::Path<EventTypePath>) -> ApiResult<HttpResponse> {
+    let e = find(&pool, &path.event_type_name)
         .await?
         .ok_or_else(|| ApiError::not_found("event type"))?;
-    Ok(HttpResponse::Ok().json(e))
+    Ok(HttpResponse::Ok().json(e.into_out(true)))
 }
 
+/// Replace an event type, or create it (201).
+#[utoipa::path(
+    operation_id = "v1.event-type.update", tag = "Event Type",
+    params(EventTypePath), request_body = EventTypeUpdate,
+    responses(
+        (status = 200, description = "Replaced", body = EventTypeOut),
+        (status = 201, description = "Created", body = EventTypeOut),
+    )
+)]
+#[put("/event-type/{event_type_name}")]
 async fn update(
     pool: web::Data<PgPool>,
-    name: web::Path<String>,
+    path: web::Path<EventTypePath>,
     Json(input): Json<EventTypeUpdate>,
 ) -> ApiResult<HttpResponse> {
-    validate::name("name", &name).map_err(|e| ApiError::Validation(vec![e]))?;
-    input.validate()?;
-    let (e, created) = save(&pool, &name, &input, true).await?;
+    let name = &path.event_type_name;
+    validate::name("name", name).map_err(|e| ApiError::Validation(vec![e]))?;
+    let (e, created) = save(&pool, name, &input.into_fields()?, true).await?;
     Ok(if created {
         HttpResponse::Created().json(e)
     } else {
@@ -198,35 +370,59 @@ async fn update(
     })
 }
 
-async fn patch(
+/// Change some of an event type's fields.
+#[utoipa::path(
+    operation_id = "v1.event-type.patch", tag = "Event Type",
+    params(EventTypePath), request_body = EventTypePatch,
+    responses((status = 200, description = "Changed", body = EventTypeOut))
+)]
+#[patch("/event-type/{event_type_name}")]
+async fn patch_event_type(
     pool: web::Data<PgPool>,
-    name: web::Path<String>,
+    path: web::Path<EventTypePath>,
     Json(input): Json<EventTypePatch>,
 ) -> ApiResult<HttpResponse> {
-    let existing = find(&pool, &name)
+    let existing = find(&pool, &path.event_type_name)
         .await?
         .ok_or_else(|| ApiError::not_found("event type"))?;
-    let merged = EventTypeUpdate {
+    let merged = EventTypeFields {
         description: input.description.unwrap_or(existing.description),
         archived: input.archived.unwrap_or(existing.archived),
         deprecated: input.deprecated.unwrap_or(existing.deprecated),
-        schemas: input.schemas.unwrap_or(existing.schemas.map(|s| s.0)),
-        feature_flag: input.feature_flag.unwrap_or(existing.feature_flag),
+        schemas: match &input.schemas {
+            Some(new) => new.as_ref().map(schemas_text),
+            None => existing.schemas,
+        },
+        group_name: input.group_name.unwrap_or(existing.group_name),
+        feature_flags: input.feature_flags.unwrap_or(existing.feature_flags),
     };
-    merged.validate()?;
-    Ok(HttpResponse::Ok().json(save(&pool, &name, &merged, true).await?.0))
+    let mut p = Problems::default();
+    check(
+        &mut p,
+        &merged,
+        input.schemas.as_ref().and_then(Option::as_ref),
+    );
+    p.finish()?;
+    Ok(HttpResponse::Ok().json(save(&pool, &path.event_type_name, &merged, true).await?.0))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DeleteQuery {
+    /// Delete it for good instead of archiving it.
     #[serde(default)]
     expunge: bool,
 }
 
-/// Archives by default (endpoints may still name it); `?expunge=true` deletes it.
-async fn delete(
+/// Archive an event type (endpoints may still name it), or delete it (`expunge=true`).
+#[utoipa::path(
+    operation_id = "v1.event-type.delete", tag = "Event Type", params(EventTypePath, DeleteQuery),
+    responses((status = 204, description = "Archived or deleted"))
+)]
+#[delete("/event-type/{event_type_name}")]
+async fn delete_event_type(
     pool: web::Data<PgPool>,
-    name: web::Path<String>,
+    path: web::Path<EventTypePath>,
     q: web::Query<DeleteQuery>,
 ) -> ApiResult<HttpResponse> {
     let sql = if q.expunge {
@@ -235,7 +431,7 @@ async fn delete(
         "UPDATE herald.event_type SET archived = true, updated_at = now() WHERE name = $1"
     };
     let done = sqlx::query(sql)
-        .bind(name.as_str())
+        .bind(&path.event_type_name)
         .execute(pool.get_ref())
         .await?;
     if done.rows_affected() == 0 {
@@ -252,4 +448,15 @@ pub async fn unknown(pool: &PgPool, names: &[String]) -> ApiResult<Vec<String>> 
     .bind(names)
     .fetch_all(pool)
     .await?)
+}
+
+/// The stored schemas of an event type: `None` when there is no such event type, `Some(None)`
+/// when it has none.
+pub async fn schemas(pool: &PgPool, name: &str) -> ApiResult<Option<Option<serde_json::Value>>> {
+    let row: Option<Option<String>> =
+        sqlx::query_scalar("SELECT schemas::text FROM herald.event_type WHERE name = $1")
+            .bind(name)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.map(|s| s.and_then(|s| serde_json::from_str(&s).ok())))
 }

@@ -1,47 +1,45 @@
-//! `/api/v1/app/{app_id}/msg`: messages. Creating one goes through `herald.send_message`,
-//! the same function producers call in SQL, so both paths give identical rows; concurrent
-//! creates share one statement and one commit ([`ingest`]).
+//! `/api/v1/app/{app_id}/msg`: reading messages (creating one is [`super::message_create`]).
 
-pub mod ingest;
-
-use actix_web::{web, HttpResponse};
+use actix_web::{delete, get, post, web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sqlx::PgPool;
-
-use ingest::{invalid_payload, Ingest, NewMessage, Written};
+use utoipa::ToSchema;
 
 use super::{
-    application::{self, ApplicationIn},
+    application,
     error::{ApiError, ApiResult},
     extract::Json,
     pagination::{ListResponse, Ordering, Page, PageQuery},
-    query,
+    paths::{AppPath, MsgPath},
+    query::{ContentQuery, MessageFilter},
     validate::{self, Problems},
 };
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/app/{app_id}/msg", web::get().to(list))
-        .route("/app/{app_id}/msg", web::post().to(create))
-        .route("/app/{app_id}/msg/{msg_id}", web::get().to(get))
-        .route(
-            "/app/{app_id}/msg/{msg_id}/content",
-            web::delete().to(expunge),
-        );
+pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(list)
+        .service(precheck)
+        .service(get)
+        .service(expunge);
 }
 
-#[derive(Debug, Serialize)]
+/// A message.
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageOut {
+    /// `msg_…`, time-ordered: the `webhook-id` receivers see.
     pub id: String,
     pub event_type: String,
     /// The stored bytes, verbatim; `{}` when not asked for or expunged.
+    #[schema(value_type = Object)]
     pub payload: Box<RawValue>,
     pub event_id: Option<String>,
     pub channels: Option<Vec<String>>,
     pub tags: Option<Vec<String>>,
     pub timestamp: DateTime<Utc>,
+    /// When it is (or was) to be delivered, if it was scheduled.
+    pub deliver_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -53,10 +51,11 @@ pub struct MessageRow {
     pub channels: Option<Vec<String>>,
     pub tags: Option<Vec<String>>,
     pub created_at: DateTime<Utc>,
+    pub deliver_at: Option<DateTime<Utc>>,
 }
 
 pub const COLUMNS: &str =
-    "m.id, m.event_type, m.payload, m.event_id, m.channels, m.tags, m.created_at";
+    "m.id, m.event_type, m.payload, m.event_id, m.channels, m.tags, m.created_at, m.deliver_at";
 
 impl MessageRow {
     pub fn into_out(self, with_content: bool) -> MessageOut {
@@ -68,11 +67,13 @@ impl MessageRow {
             channels: self.channels,
             tags: self.tags,
             timestamp: self.created_at,
+            deliver_at: self.deliver_at,
         }
     }
 }
 
-/// Stored payloads were validated as JSON on the way in; anything else becomes `{}`.
+/// Stored payloads were validated as JSON on the way in; anything else (a row written by
+/// hand) becomes `{}`.
 pub fn payload(stored: Option<String>, with_content: bool) -> Box<RawValue> {
     stored
         .filter(|_| with_content)
@@ -80,44 +81,7 @@ pub fn payload(stored: Option<String>, with_content: bool) -> Box<RawValue> {
         .unwrap_or_else(|| RawValue::from_string("{}".into()).expect("valid JSON"))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct MessageIn {
-    event_type: String,
-    payload: Box<RawValue>,
-    event_id: Option<String>,
-    channels: Option<Vec<String>>,
-    tags: Option<Vec<String>>,
-    application: Option<ApplicationIn>,
-}
-
-impl MessageIn {
-    fn validate(&self) -> Result<(), ApiError> {
-        let mut p = Problems::default();
-        p.check(validate::name("eventType", &self.event_type));
-        if let Some(id) = &self.event_id {
-            p.check(validate::uid("eventId", id));
-        }
-        if let Some(c) = &self.channels {
-            p.check(validate::names("channels", c, 5));
-        }
-        if let Some(t) = &self.tags {
-            p.check(validate::names("tags", t, 5));
-        }
-        if !self.payload.get().trim_start().starts_with('{') {
-            p.push("payload", "must be a JSON object");
-        }
-        p.finish()
-    }
-}
-
-#[derive(Deserialize)]
-struct ContentQuery {
-    #[serde(default, deserialize_with = "super::query::parsed")]
-    with_content: Option<bool>,
-}
-
-/// The message `key` (its id or its eventId) of `app_id`.
+/// The message `key` (its id or its eventId; the id wins) of `app_id`.
 pub async fn find(
     pool: &PgPool,
     app_id: &str,
@@ -139,84 +103,14 @@ pub async fn find(
 
 pub async fn resolve_id(pool: &PgPool, app_id: &str, key: &str) -> ApiResult<String> {
     let id: Option<String> = sqlx::query_scalar(
-        "SELECT id FROM herald.message WHERE app_id = $1 AND (id = $2 OR event_id = $2) ORDER BY id = $2 DESC LIMIT 1",
+        "SELECT id FROM herald.message WHERE app_id = $1 AND (id = $2 OR event_id = $2) \
+         ORDER BY id = $2 DESC LIMIT 1",
     )
     .bind(app_id)
     .bind(key)
     .fetch_optional(pool)
     .await?;
     id.ok_or_else(|| ApiError::not_found("message"))
-}
-
-async fn create(
-    pool: web::Data<PgPool>,
-    ingest: web::Data<Ingest>,
-    app: web::Path<String>,
-    q: web::Query<ContentQuery>,
-    Json(input): Json<MessageIn>,
-) -> ApiResult<HttpResponse> {
-    input.validate()?;
-    let app = app.into_inner();
-    let message = NewMessage {
-        app: app.clone(),
-        event_type: input.event_type,
-        payload: input.payload.get().to_string(),
-        event_id: input.event_id,
-        channels: input.channels,
-        tags: input.tags,
-    };
-    let write = |message| ingest.messages.write(message);
-    let (message, written) = match write(message).await.map_err(invalid_payload)? {
-        // Svix: `application` creates the application along with its first message.
-        (mut message, Written::NoApplication) => {
-            let Some(new_app) = &input.application else {
-                return Err(ApiError::not_found("application"));
-            };
-            message.app = match application::find(&pool, &app).await? {
-                Some(a) => a.id, // created meanwhile
-                None => create_application(&pool, &app, new_app).await?,
-            };
-            write(message).await.map_err(invalid_payload)?
-        }
-        written => written,
-    };
-    match written {
-        Written::Created { id, timestamp } => Ok(HttpResponse::Accepted().json(MessageOut {
-            id,
-            event_type: message.event_type,
-            payload: payload(Some(message.payload), q.with_content.unwrap_or(true)),
-            event_id: message.event_id,
-            channels: message.channels,
-            tags: message.tags,
-            timestamp,
-        })),
-        Written::Duplicate { id } => Err(ApiError::Conflict(format!(
-            "a message with eventId '{}' already exists: {id}",
-            message.event_id.unwrap_or_default()
-        ))),
-        Written::NoApplication => Err(ApiError::not_found("application")),
-    }
-}
-
-/// The application a message's path names, created from the message's `application`.
-async fn create_application(
-    pool: &PgPool,
-    key: &str,
-    new_app: &ApplicationIn,
-) -> ApiResult<String> {
-    new_app.validate("application.")?;
-    let mut new_app = ApplicationIn {
-        uid: new_app.uid.clone().or_else(|| Some(key.to_string())),
-        ..new_app.clone()
-    };
-    if new_app
-        .uid
-        .as_deref()
-        .is_some_and(|u| u.starts_with("app_"))
-    {
-        new_app.uid = None;
-    }
-    Ok(application::insert(pool, &new_app).await?.id)
 }
 
 /// Sends a message to one endpoint only (send-example), bypassing fan-out.
@@ -252,77 +146,125 @@ pub async fn send_to_endpoint(
     Ok(id)
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
-    #[serde(flatten)]
-    page: PageQuery,
-    #[serde(default, deserialize_with = "super::query::parsed")]
-    with_content: Option<bool>,
-    channel: Option<String>,
-    tag: Option<String>,
-    #[serde(default, deserialize_with = "query::list")]
-    event_types: Option<Vec<String>>,
-    #[serde(default, deserialize_with = "query::datetime")]
-    before: Option<DateTime<Utc>>,
-    #[serde(default, deserialize_with = "query::datetime")]
-    after: Option<DateTime<Utc>>,
+/// An application's messages, newest first by default.
+pub async fn list_page(
+    pool: &PgPool,
+    app_id: &str,
+    page: &PageQuery,
+    filter: &MessageFilter,
+    with_content: bool,
+) -> ApiResult<ListResponse<MessageOut>> {
+    let page = Page::new(page, Ordering::Descending)?;
+    let mut qb = sqlx::QueryBuilder::new(format!(
+        "SELECT {COLUMNS} FROM herald.message m WHERE m.app_id = "
+    ));
+    qb.push_bind(app_id.to_string());
+    filter.push_to(&mut qb, "m", "m.created_at");
+    page.push_to(&mut qb, "m.id");
+    let rows: Vec<MessageRow> = qb.build_query_as().fetch_all(pool).await?;
+    let rows = rows.into_iter().map(|r| r.into_out(with_content)).collect();
+    Ok(ListResponse::from_rows(rows, &page, |m: &MessageOut| {
+        m.id.clone()
+    }))
 }
 
+/// List an application's messages.
+#[utoipa::path(
+    operation_id = "v1.message.list", tag = "Message",
+    params(AppPath, PageQuery, MessageFilter, ContentQuery),
+    responses((status = 200, description = "A page of messages", body = ListResponse<MessageOut>))
+)]
+#[get("/app/{app_id}/msg")]
 async fn list(
     pool: web::Data<PgPool>,
-    app: web::Path<String>,
-    q: web::Query<ListQuery>,
+    path: web::Path<AppPath>,
+    page: web::Query<PageQuery>,
+    filter: web::Query<MessageFilter>,
+    content: web::Query<ContentQuery>,
 ) -> ApiResult<HttpResponse> {
-    let app_id = application::resolve(&pool, &app).await?;
-    let page = Page::new(&q.page, Ordering::Descending)?;
-    let sql = format!(
-        "SELECT {COLUMNS} FROM herald.message m WHERE m.app_id = $1 \
-         AND ($2::text IS NULL OR $2 = ANY(m.channels)) AND ($3::text IS NULL OR $3 = ANY(m.tags)) \
-         AND ($4::text[] IS NULL OR m.event_type = ANY($4)) \
-         AND ($5::timestamptz IS NULL OR m.created_at < $5) AND ($6::timestamptz IS NULL OR m.created_at > $6){}{}",
-        page.cursor_clause("m.id", 7),
-        page.order_clause("m.id")
-    );
-    let mut query = sqlx::query_as::<_, MessageRow>(&sql)
-        .bind(&app_id)
-        .bind(&q.channel)
-        .bind(&q.tag)
-        .bind(&q.event_types)
-        .bind(q.before)
-        .bind(q.after);
-    if let Some(after) = &page.after {
-        query = query.bind(after);
-    }
-    let with_content = q.with_content.unwrap_or(true);
-    let rows: Vec<MessageOut> = query
-        .fetch_all(pool.get_ref())
-        .await?
-        .into_iter()
-        .map(|r| r.into_out(with_content))
-        .collect();
-    Ok(HttpResponse::Ok().json(ListResponse::from_rows(rows, &page, |m| m.id.clone())))
+    let app_id = application::resolve(&pool, &path.app_id).await?;
+    let page = list_page(&pool, &app_id, &page, &filter, content.wanted()).await?;
+    Ok(HttpResponse::Ok().json(page))
 }
 
+/// Get a message, by its id or its `eventId`.
+#[utoipa::path(
+    operation_id = "v1.message.get", tag = "Message", params(MsgPath, ContentQuery),
+    responses((status = 200, description = "The message", body = MessageOut))
+)]
+#[get("/app/{app_id}/msg/{msg_id}")]
 async fn get(
     pool: web::Data<PgPool>,
-    path: web::Path<(String, String)>,
-    q: web::Query<ContentQuery>,
+    path: web::Path<MsgPath>,
+    content: web::Query<ContentQuery>,
 ) -> ApiResult<HttpResponse> {
-    let app_id = application::resolve(&pool, &path.0).await?;
-    Ok(HttpResponse::Ok()
-        .json(find(&pool, &app_id, &path.1, q.with_content.unwrap_or(true)).await?))
+    let app_id = application::resolve(&pool, &path.app_id).await?;
+    Ok(HttpResponse::Ok().json(find(&pool, &app_id, &path.msg_id, content.wanted()).await?))
 }
 
-/// Deletes the payload (personal data, say) but keeps the message and its delivery history.
-async fn expunge(
-    pool: web::Data<PgPool>,
-    path: web::Path<(String, String)>,
-) -> ApiResult<HttpResponse> {
-    let app_id = application::resolve(&pool, &path.0).await?;
-    let id = resolve_id(&pool, &app_id, &path.1).await?;
+/// Delete a message's payload (personal data, say), keeping the message and its delivery
+/// history. A delivery still waiting then dies ("payload was expunged").
+#[utoipa::path(
+    operation_id = "v1.message.expunge-content", tag = "Message", params(MsgPath),
+    responses((status = 204, description = "Expunged"))
+)]
+#[delete("/app/{app_id}/msg/{msg_id}/content")]
+async fn expunge(pool: web::Data<PgPool>, path: web::Path<MsgPath>) -> ApiResult<HttpResponse> {
+    let app_id = application::resolve(&pool, &path.app_id).await?;
+    let id = resolve_id(&pool, &app_id, &path.msg_id).await?;
     sqlx::query("UPDATE herald.message SET payload = NULL WHERE id = $1")
         .bind(id)
         .execute(pool.get_ref())
         .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Would a message go anywhere?
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrecheckIn {
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
+    event_type: String,
+    #[schema(min_items = 1, max_items = 10)]
+    channels: Option<Vec<String>>,
+}
+
+/// Whether any enabled endpoint would receive it.
+#[derive(Serialize, ToSchema)]
+pub struct PrecheckOut {
+    active: bool,
+}
+
+/// Check whether a message of this event type (and channels) would reach any enabled
+/// endpoint of the application, without creating it.
+#[utoipa::path(
+    operation_id = "v1.message.precheck", tag = "Message",
+    params(AppPath), request_body = PrecheckIn,
+    responses((status = 200, description = "Whether it would be sent", body = PrecheckOut))
+)]
+#[post("/app/{app_id}/msg/precheck/active")]
+async fn precheck(
+    pool: web::Data<PgPool>,
+    path: web::Path<AppPath>,
+    Json(input): Json<PrecheckIn>,
+) -> ApiResult<HttpResponse> {
+    let mut p = Problems::default();
+    p.check(validate::name("eventType", &input.event_type));
+    if let Some(c) = &input.channels {
+        p.check(validate::list("channels", c, 10, validate::channel));
+    }
+    p.finish()?;
+    let app_id = application::resolve(&pool, &path.app_id).await?;
+    // The same subscription rule as herald.send_message's fan-out.
+    let active: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM herald.endpoint e WHERE e.app_id = $1 AND NOT e.disabled \
+         AND (e.event_types IS NULL OR $2 = ANY (e.event_types)) \
+         AND (e.channels IS NULL OR e.channels && $3::text[]))",
+    )
+    .bind(&app_id)
+    .bind(&input.event_type)
+    .bind(&input.channels)
+    .fetch_one(pool.get_ref())
+    .await?;
+    Ok(HttpResponse::Ok().json(PrecheckOut { active }))
 }

@@ -2,11 +2,17 @@
 //! targets: it holds counts and endpoint ids, never payloads or secrets. Keep the port
 //! private, or put it behind the same network policy as the database.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{get, web, HttpResponse};
 use sqlx::PgPool;
 
 use crate::{api::health::Readiness, metrics::SharedMetrics, store::stats::queue_depth};
 
+/// Prometheus metrics (OpenMetrics text). No token: keep the port private.
+#[utoipa::path(
+    operation_id = "herald.metrics", tag = "Health",
+    responses((status = 200, description = "The metrics", content_type = "application/openmetrics-text", body = String))
+)]
+#[get("/metrics")]
 pub async fn metrics(
     metrics: web::Data<SharedMetrics>,
     pool: web::Data<PgPool>,

@@ -1,27 +1,42 @@
 //! The HTTP API: the Svix API (so the official Svix SDKs work unchanged) plus Herald's own
 //! routes in the same style. One module per resource; each holds its request and response
-//! shapes, its checks and its queries.
+//! shapes, its checks, its queries (as plain functions the web UI can call too) and its
+//! handlers, annotated so that the OpenAPI document is derived from them ([`doc`]).
+//!
+//! * Resources: [`application`], [`event_type`], [`endpoint`] (with [`endpoint_secret`],
+//!   [`endpoint_ops`]), [`message`] and [`message_create`], [`attempt`] and
+//!   [`delivery_status`], [`dead_letter`], [`background_task`], [`health`], [`metrics`].
+//! * Around them: [`auth`] (bearer tokens), [`idempotency`] (`idempotency-key`),
+//!   [`extract`] (bodies, refusing unknown fields), [`error`], [`pagination`], [`query`],
+//!   [`paths`], [`validate`], [`doc`] and [`openapi`] (the document).
 
 pub mod application;
 pub mod attempt;
 pub mod auth;
+pub mod background_task;
 pub mod dead_letter;
+pub mod delivery_status;
+pub mod doc;
 pub mod endpoint;
 pub mod endpoint_ops;
+pub mod endpoint_secret;
 pub mod error;
 pub mod event_type;
 pub mod extract;
 pub mod health;
 pub mod idempotency;
 pub mod message;
+pub mod message_create;
 pub mod metrics;
 pub mod openapi;
 pub mod pagination;
+pub mod paths;
 pub mod query;
 pub mod validate;
 
-use actix_web::{middleware::from_fn, web, HttpRequest, HttpResponse};
+use actix_web::{middleware::from_fn, web};
 use serde::{Deserialize, Deserializer};
+use utoipa_actix_web::{scope, service_config::ServiceConfig};
 
 use error::{ApiError, ValidationErrorItem};
 
@@ -32,28 +47,62 @@ pub struct ApiConfig {
     pub destinations: crate::destination::Policy,
     pub readiness: health::Readiness,
     pub metrics: crate::metrics::SharedMetrics,
+    pub messages: message_create::MessageLimits,
+    pub key_lock: idempotency::KeyLock,
 }
 
-/// What a worker-only instance (`HERALD_ROLE=worker`) serves: health and metrics, so every
-/// instance can be probed and scraped, but no API.
-pub fn ops_routes(cfg: &mut web::ServiceConfig, api: &ApiConfig) {
-    observability(cfg, api);
-    cfg.service(web::scope("/api/v1").configure(health::routes))
-        .default_service(web::to(not_found));
+/// What an instance serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serving {
+    /// The whole API.
+    Api,
+    /// Health and metrics only (`HERALD_ROLE=worker`): every instance can be probed and
+    /// scraped.
+    Ops,
 }
 
-/// What every role serves outside `/api/v1`: `/metrics`, and the state health reads.
-fn observability(cfg: &mut web::ServiceConfig, api: &ApiConfig) {
+/// Registers the routes. The registration is also what the OpenAPI document is made of.
+pub fn configure(cfg: &mut ServiceConfig, serving: Serving) {
+    cfg.service(metrics::metrics);
+    let v1 = scope::scope("/api/v1").configure(health::routes);
+    if serving == Serving::Ops {
+        cfg.service(v1);
+        return;
+    }
+    cfg.service(
+        v1.service(openapi::document).service(
+            scope::scope("")
+                .wrap(from_fn(auth::require_token))
+                // Message creates claim their idempotency key in the message's own
+                // transaction; every other POST goes through the middleware.
+                .service(message_create::create)
+                .service(
+                    scope::scope("")
+                        .wrap(from_fn(idempotency::replay_or_record))
+                        .configure(application::routes)
+                        .configure(event_type::routes)
+                        .configure(endpoint::routes)
+                        .configure(endpoint_secret::routes)
+                        .configure(endpoint_ops::routes)
+                        .configure(message::routes)
+                        .configure(attempt::routes)
+                        .configure(delivery_status::routes)
+                        .configure(dead_letter::routes)
+                        .configure(background_task::routes),
+                ),
+        ),
+    );
+}
+
+/// The state the routes read, on the app.
+pub fn app_data(cfg: &mut web::ServiceConfig, api: &ApiConfig) {
     cfg.app_data(web::Data::new(api.readiness.clone()))
         .app_data(web::Data::new(api.metrics.clone()))
-        .route("/metrics", web::get().to(metrics::metrics));
-}
-
-pub fn routes(cfg: &mut web::ServiceConfig, api: &ApiConfig) {
-    observability(cfg, api);
-    cfg.app_data(web::Data::new(api.tokens.clone()))
+        .app_data(web::Data::new(api.tokens.clone()))
         .app_data(web::Data::new(extract::BodyLimit(api.max_body_bytes)))
         .app_data(web::Data::new(api.destinations.clone()))
+        .app_data(web::Data::new(api.messages))
+        .app_data(web::Data::new(api.key_lock))
         .app_data(web::QueryConfig::default().error_handler(|err, _| {
             ApiError::Validation(vec![ValidationErrorItem {
                 loc: vec!["query".into()],
@@ -65,36 +114,18 @@ pub fn routes(cfg: &mut web::ServiceConfig, api: &ApiConfig) {
         .app_data(
             web::PathConfig::default()
                 .error_handler(|err, _| ApiError::BadRequest(err.to_string()).into()),
-        )
-        .service(
-            web::scope("/api/v1")
-                // Health answers without a token (load balancers, orchestrators).
-                .configure(health::routes)
-                .route("/openapi.json", web::get().to(openapi::document))
-                .service(
-                    web::scope("")
-                        .wrap(from_fn(idempotency::replay_or_record))
-                        .wrap(from_fn(auth::require_token))
-                        .configure(application::routes)
-                        .configure(event_type::routes)
-                        .configure(endpoint::routes)
-                        .configure(endpoint_ops::routes)
-                        .configure(message::routes)
-                        .configure(attempt::routes)
-                        .configure(dead_letter::routes)
-                        .default_service(web::to(not_found)),
-                ),
-        )
-        .default_service(web::to(not_found));
+        );
 }
 
-/// Every answer is JSON, unknown routes included (the SDKs cannot parse anything else).
-async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound(format!(
-        "no route {} {}",
-        req.method(),
-        req.path()
-    )))
+/// The OpenAPI document of what `serving` serves, from the same registration the server
+/// uses.
+pub fn document(serving: Serving) -> utoipa::openapi::OpenApi {
+    use utoipa_actix_web::AppExt;
+    let (_, doc) = actix_web::App::new()
+        .into_utoipa_app()
+        .configure(|cfg| configure(cfg, serving))
+        .split_for_parts();
+    doc::finish(doc)
 }
 
 /// For PATCH bodies: a field absent (`None`), present as null (`Some(None)`), or set.

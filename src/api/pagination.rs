@@ -7,24 +7,31 @@
 //! iterator starting with `-` walks back from there.
 
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ValidationErrorItem};
 
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 250;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Ordering {
     Ascending,
     Descending,
 }
 
-#[derive(Debug, Deserialize)]
+/// The page of a list to return.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
-    #[serde(default, deserialize_with = "super::query::parsed")]
+    /// How many items to return.
+    #[param(minimum = 1, maximum = 250)]
     pub limit: Option<i64>,
+    /// The `iterator` (or `prevIterator`) of a page this list returned.
+    #[param(max_length = 300)]
     pub iterator: Option<String>,
+    /// The list's order; each list has its own default.
     pub order: Option<Ordering>,
 }
 
@@ -66,6 +73,19 @@ impl Page {
         })
     }
 
+    /// Appends the cursor condition (`AND id > $n`, or `<` walking down) and the order and
+    /// limit to a query whose `WHERE` clause is open.
+    pub fn push_to(&self, qb: &mut sqlx::QueryBuilder<'_, sqlx::Postgres>, column: &str) {
+        if let Some(after) = &self.after {
+            qb.push(format!(
+                " AND {column} {} ",
+                if self.descending { "<" } else { ">" }
+            ))
+            .push_bind(after.clone());
+        }
+        qb.push(self.order_clause(column));
+    }
+
     /// `AND id > $n` or `AND id < $n` for the walking direction, or nothing.
     pub fn cursor_clause(&self, column: &str, param: usize) -> String {
         match self.after {
@@ -86,7 +106,8 @@ impl Page {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// A page of a list.
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ListResponse<T> {
     pub data: Vec<T>,

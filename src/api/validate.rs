@@ -1,6 +1,6 @@
 //! Field checks shared by the resources. Each returns the Svix-style 422 item on failure.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use super::error::{ApiError, ValidationErrorItem};
 use crate::{delivery::pipeline::RESERVED_HEADERS, signing::Secret};
@@ -34,9 +34,34 @@ fn token_chars(s: &str) -> bool {
         .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
-/// `uid`: 1–256 of `[a-zA-Z0-9-_.]`, and not shaped like one of our ids (a uid that looks like
-/// `app_…` would be ambiguous wherever "id or uid" is accepted).
+/// The prefixes of Herald's ids (the schema's `herald.is_uid` refuses the same).
+pub const ID_PREFIXES: &[&str] = &["app_", "ep_", "msg_", "atmpt_", "qtask_"];
+
+/// Whether `value` has the shape of one of Herald's ids.
+pub fn looks_like_id(value: &str) -> bool {
+    ID_PREFIXES.iter().any(|p| value.starts_with(p))
+}
+
+/// `uid`: 1–256 of `[a-zA-Z0-9-_.]`, and not shaped like one of our ids: a uid `app_…`
+/// could name another tenant's application wherever "id or uid" is accepted.
 pub fn uid(path: &str, value: &str) -> Result<(), ValidationErrorItem> {
+    if value.is_empty() || value.len() > 256 || !token_chars(value) {
+        return Err(ValidationErrorItem::field(
+            path,
+            "must be 1 to 256 characters of a-z, A-Z, 0-9, '-', '_' or '.'",
+        ));
+    }
+    if let Some(prefix) = ID_PREFIXES.iter().find(|p| value.starts_with(*p)) {
+        return Err(ValidationErrorItem::field(
+            path,
+            format!("must not start with {prefix}: uids may not look like Herald ids"),
+        ));
+    }
+    Ok(())
+}
+
+/// Event type names (and feature flags, groups): 1–256 of `[a-zA-Z0-9-_.]`.
+pub fn name(path: &str, value: &str) -> Result<(), ValidationErrorItem> {
     if value.is_empty() || value.len() > 256 || !token_chars(value) {
         return Err(ValidationErrorItem::field(
             path,
@@ -46,12 +71,29 @@ pub fn uid(path: &str, value: &str) -> Result<(), ValidationErrorItem> {
     Ok(())
 }
 
-/// Event type names and channels: 1–256 of `[a-zA-Z0-9-_.]`.
-pub fn name(path: &str, value: &str) -> Result<(), ValidationErrorItem> {
-    if value.is_empty() || value.len() > 256 || !token_chars(value) {
+/// Channels: 1–128 of `[a-zA-Z0-9-_.:+]` (as in Svix).
+pub fn channel(path: &str, value: &str) -> Result<(), ValidationErrorItem> {
+    let ok = value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.:+".contains(&b));
+    if value.is_empty() || value.len() > 128 || !ok {
         return Err(ValidationErrorItem::field(
             path,
-            "must be 1 to 256 characters of a-z, A-Z, 0-9, '-', '_' or '.'",
+            "must be 1 to 128 characters of a-z, A-Z, 0-9, '-', '_', '.', ':' or '+'",
+        ));
+    }
+    Ok(())
+}
+
+/// Message tags: 1–128 of `[a-zA-Z0-9-_./\#]` (as in Svix).
+pub fn tag(path: &str, value: &str) -> Result<(), ValidationErrorItem> {
+    let ok = value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_./\\#".contains(&b));
+    if value.is_empty() || value.len() > 128 || !ok {
+        return Err(ValidationErrorItem::field(
+            path,
+            "must be 1 to 128 characters of a-z, A-Z, 0-9, '-', '_', '.', '/', '\\' or '#'",
         ));
     }
     Ok(())
@@ -109,7 +151,7 @@ pub fn rate(path: &str, value: i64) -> Result<(), ValidationErrorItem> {
 }
 
 /// Custom headers: valid HTTP names and values, none of the headers Herald sets itself.
-pub fn headers(path: &str, headers: &HashMap<String, String>) -> Result<(), ValidationErrorItem> {
+pub fn headers(path: &str, headers: &BTreeMap<String, String>) -> Result<(), ValidationErrorItem> {
     for (name, value) in headers {
         let field = format!("{path}.{name}");
         if actix_web::http::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
@@ -135,8 +177,13 @@ pub fn headers(path: &str, headers: &HashMap<String, String>) -> Result<(), Vali
     Ok(())
 }
 
-/// A list of names, unique, within `max` entries.
-pub fn names(path: &str, values: &[String], max: usize) -> Result<(), ValidationErrorItem> {
+/// A list, unique, within `max` entries, each accepted by `each`.
+pub fn list(
+    path: &str,
+    values: &[String],
+    max: usize,
+    each: fn(&str, &str) -> Result<(), ValidationErrorItem>,
+) -> Result<(), ValidationErrorItem> {
     if values.is_empty() {
         return Err(ValidationErrorItem::field(
             path,
@@ -151,7 +198,7 @@ pub fn names(path: &str, values: &[String], max: usize) -> Result<(), Validation
     }
     let mut seen = std::collections::HashSet::new();
     for v in values {
-        name(path, v)?;
+        each(path, v)?;
         if !seen.insert(v) {
             return Err(ValidationErrorItem::field(
                 path,
@@ -186,7 +233,9 @@ mod tests {
         assert!(uid("uid", "merchant-1.eu_x").is_ok());
         assert!(uid("uid", "").is_err());
         assert!(uid("uid", "has space").is_err());
-        let mut h = HashMap::new();
+        assert!(uid("uid", "app_01abc").is_err(), "shaped like an id");
+        assert!(uid("uid", "user_1").is_ok());
+        let mut h = BTreeMap::new();
         h.insert("X-Tenant".to_string(), "acme".to_string());
         assert!(headers("headers", &h).is_ok());
         h.insert("Webhook-Signature".to_string(), "x".to_string());

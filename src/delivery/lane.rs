@@ -278,6 +278,7 @@ mod tests {
                 rate_limit: None,
                 headers: vec![],
                 secrets: vec![],
+                defect: None,
             }),
         }
     }

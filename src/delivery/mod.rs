@@ -49,6 +49,10 @@ pub struct Destination {
     pub headers: Vec<(String, String)>,
     /// Every secret that currently signs, newest first.
     pub secrets: Vec<Secret>,
+    /// Why its deliveries cannot be sent as the row stands (a row written by hand that
+    /// Herald cannot use): each fails with this in the attempt log, retried on the schedule
+    /// (the row may be fixed meanwhile).
+    pub defect: Option<String>,
 }
 
 /// One HTTP try, as written to the attempt log.

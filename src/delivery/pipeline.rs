@@ -35,11 +35,6 @@ pub fn prepare(job: &Job) -> Result<&Bytes, Disposition> {
             reason: "endpoint is disabled".into(),
         });
     }
-    if job.endpoint.secrets.is_empty() {
-        return Err(Disposition::Dead {
-            reason: "endpoint has no signing secret".into(),
-        });
-    }
     job.payload.as_ref().ok_or_else(|| Disposition::Dead {
         reason: "payload was expunged".into(),
     })
@@ -115,7 +110,14 @@ pub async fn deliver(
     }
 
     let clock = Instant::now();
-    let result = http.send(&job.endpoint.url, headers, body).await;
+    // An endpoint row Herald cannot use fails this attempt without a request, like a
+    // refused destination: logged, and retried on the schedule.
+    let result = match &job.endpoint.defect {
+        Some(defect) => SendResult::Failed {
+            error: format!("cannot send: {defect}"),
+        },
+        None => http.send(&job.endpoint.url, headers, body).await,
+    };
     let duration_ms = clock.elapsed().as_millis().min(i32::MAX as u128) as i32;
 
     let verdict = classify(&result);
@@ -171,6 +173,7 @@ mod tests {
                     ("Webhook-Signature".into(), "forged".into()),
                 ],
                 secrets: vec![secret.clone()],
+                defect: None,
             }),
         }
     }

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::Store;
+use super::{string_map::StringMap, Store};
 use crate::{
     delivery::{Destination, Job},
     signing::Secret,
@@ -163,20 +163,33 @@ impl Store {
     }
 }
 
+/// The endpoint as a delivery needs it. A row written by hand that Herald cannot use (its
+/// headers not an object of strings, no valid secret) is not an error here: the claim has
+/// leased the rows, and failing it would stall every delivery of the batch until their
+/// leases expired. The problem becomes the endpoint's `defect`, which fails only its own
+/// deliveries, with the reason in the attempt log.
 fn destination(row: &sqlx::postgres::PgRow, id: String) -> Result<Destination, sqlx::Error> {
-    let headers: sqlx::types::Json<HashMap<String, String>> = row.try_get("headers")?;
+    let headers: sqlx::types::Json<serde_json::Value> = row.try_get("headers")?;
     let keys: Vec<Vec<u8>> = row.try_get("secrets")?;
     let rate_limit: Option<i32> = row.try_get("rate_limit")?;
+    let secrets: Vec<Secret> = keys
+        .into_iter()
+        .filter_map(|k| Secret::from_bytes(k).ok())
+        .collect();
+    let (headers, mut defect) = match StringMap::strict(&headers.0) {
+        Ok(map) => (map.0.into_iter().collect(), None),
+        Err(why) => (Vec::new(), Some(format!("the endpoint's headers {why}"))),
+    };
+    if secrets.is_empty() {
+        defect.get_or_insert_with(|| "the endpoint has no valid signing secret".into());
+    }
     Ok(Destination {
         id,
         url: row.try_get("url")?,
         disabled: row.try_get("disabled")?,
         rate_limit: rate_limit.map(|r| r.max(1) as u32),
-        headers: headers.0.into_iter().collect(),
-        // The schema's CHECK keeps keys at 24..=64 bytes, so none is dropped here.
-        secrets: keys
-            .into_iter()
-            .filter_map(|k| Secret::from_bytes(k).ok())
-            .collect(),
+        headers,
+        secrets,
+        defect,
     })
 }

@@ -49,10 +49,10 @@ pub trait Batch: Sized + 'static {
         0
     }
 
-    /// Items with the same key never share a statement: the later one waits for the next,
-    /// so that it sees what the earlier one wrote.
-    fn key(&self) -> Option<String> {
-        None
+    /// Items sharing a key never share a statement: the later one waits for the next, so
+    /// that it sees what the earlier one wrote.
+    fn keys(&self) -> Vec<String> {
+        Vec::new()
     }
 }
 
@@ -178,8 +178,8 @@ fn take_batch<T: Batch>(queue: &mut VecDeque<Pending<T>>) -> Vec<Pending<T>> {
         if p.reply.is_closed() || p.state.load(Ordering::Acquire) != QUEUED {
             continue;
         }
-        let key = p.item.key();
-        if key.as_ref().is_some_and(|k| keys.contains(k)) {
+        let item_keys = p.item.keys();
+        if item_keys.iter().any(|k| keys.contains(k)) {
             later.push(p);
             continue;
         }
@@ -196,7 +196,7 @@ fn take_batch<T: Batch>(queue: &mut VecDeque<Pending<T>>) -> Vec<Pending<T>> {
             continue;
         }
         bytes += size;
-        keys.extend(key);
+        keys.extend(item_keys);
         batch.push(p);
     }
     for p in later.into_iter().rev() {
@@ -238,7 +238,7 @@ fn answer<T: Batch>(batch: Vec<Pending<T>>, outputs: Vec<T::Output>) {
 /// Answers a batch whose statement failed. A failure other than a database error drops the
 /// connection (the next statement reconnects). An item written alone gets the error itself;
 /// the items of a batch that failed for a reason none of them caused (the database is
-/// unreachable) each get a copy of it.
+/// unreachable) each get a copy of it ([`copy_error`]).
 fn fail<T: Batch>(batch: Vec<Pending<T>>, e: sqlx::Error, conn: &mut Option<PgConnection>) {
     if !matches!(e, sqlx::Error::Database(_)) {
         *conn = None;
@@ -249,13 +249,75 @@ fn fail<T: Batch>(batch: Vec<Pending<T>>, e: sqlx::Error, conn: &mut Option<PgCo
         return;
     }
     for pending in batch {
-        let copy = match &e {
-            sqlx::Error::Io(io) => sqlx::Error::Io(std::io::Error::new(io.kind(), io.to_string())),
-            sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
-            sqlx::Error::PoolClosed => sqlx::Error::PoolClosed,
-            other => sqlx::Error::Protocol(other.to_string()),
-        };
-        let _ = pending.reply.send(Err(copy));
+        let _ = pending.reply.send(Err(copy_error(&e)));
+    }
+}
+
+/// A copy of an error for each caller of a batch, of the same class (sqlx errors cannot be
+/// cloned): a database error keeps its SQLSTATE, message and constraint, so that every
+/// caller gets the answer its class calls for (503 for an outage, not a 500).
+fn copy_error(e: &sqlx::Error) -> sqlx::Error {
+    match e {
+        sqlx::Error::Io(io) => sqlx::Error::Io(std::io::Error::new(io.kind(), io.to_string())),
+        sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
+        sqlx::Error::PoolClosed => sqlx::Error::PoolClosed,
+        sqlx::Error::WorkerCrashed => sqlx::Error::WorkerCrashed,
+        sqlx::Error::Database(db) => sqlx::Error::Database(Box::new(CopiedDbError {
+            message: db.message().to_string(),
+            code: db.code().map(|c| c.into_owned()),
+            constraint: db.constraint().map(String::from),
+            kind: db.kind(),
+        })),
+        other => sqlx::Error::Protocol(other.to_string()),
+    }
+}
+
+/// A database error re-created from another's parts.
+#[derive(Debug)]
+struct CopiedDbError {
+    message: String,
+    code: Option<String>,
+    constraint: Option<String>,
+    kind: sqlx::error::ErrorKind,
+}
+
+impl std::fmt::Display for CopiedDbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CopiedDbError {}
+
+impl sqlx::error::DatabaseError for CopiedDbError {
+    fn message(&self) -> &str {
+        &self.message
+    }
+    fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+        self.code.as_deref().map(std::borrow::Cow::Borrowed)
+    }
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+    fn constraint(&self) -> Option<&str> {
+        self.constraint.as_deref()
+    }
+    fn kind(&self) -> sqlx::error::ErrorKind {
+        match self.kind {
+            sqlx::error::ErrorKind::UniqueViolation => sqlx::error::ErrorKind::UniqueViolation,
+            sqlx::error::ErrorKind::ForeignKeyViolation => {
+                sqlx::error::ErrorKind::ForeignKeyViolation
+            }
+            sqlx::error::ErrorKind::NotNullViolation => sqlx::error::ErrorKind::NotNullViolation,
+            sqlx::error::ErrorKind::CheckViolation => sqlx::error::ErrorKind::CheckViolation,
+            _ => sqlx::error::ErrorKind::Other,
+        }
     }
 }
 
@@ -274,8 +336,8 @@ mod tests {
         ) -> impl Future<Output = Result<Vec<()>, sqlx::Error>> + 'a {
             async move { Ok(vec![(); items.len()]) }
         }
-        fn key(&self) -> Option<String> {
-            self.0.map(String::from)
+        fn keys(&self) -> Vec<String> {
+            self.0.map(String::from).into_iter().collect()
         }
     }
 

@@ -1,15 +1,26 @@
-//! All SQL the dispatcher runs, one concern per module. Plain async functions over a pool:
-//! testable without actors, and each actor owns its own [`Store`] (its own connections, on
-//! its own thread), so replacing an actor never strands another one's connections.
+//! The database, one concern per module. The rule: `store` holds every statement the
+//! dispatcher runs (claim, record, reap, release, retention), every write path shared by
+//! more than one caller (group commit, message creates, idempotency, replay, tasks), and
+//! the column types they share. A resource's reads and plain CRUD live with its API module
+//! (`api::endpoint`, ...), as functions the web UI calls too. Plain async functions over a
+//! pool: testable without actors, and each actor owns its own [`Store`] (its own
+//! connections, on its own thread), so replacing an actor never strands another one's
+//! connections.
 
 pub mod circuit;
 pub mod claim;
 pub mod group_commit;
+pub mod idempotency;
 pub mod lease;
+pub mod new_message;
 pub mod outcome;
 pub mod replay;
 pub mod retention;
+pub mod runtime;
 pub mod stats;
+pub mod string_map;
+pub mod task;
+pub mod writers;
 
 use std::time::Duration;
 

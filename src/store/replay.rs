@@ -42,6 +42,35 @@ pub async fn replay(pool: &PgPool, s: &Selection) -> Result<u64, sqlx::Error> {
     Ok(n)
 }
 
+/// Creates a delivery to `endpoint_id` of every message of its application created in
+/// `[since, until)` that the endpoint is subscribed to (event types, channels) and was
+/// never sent; returns how many. Scheduled messages keep their time.
+pub async fn replay_missing(
+    pool: &PgPool,
+    endpoint_id: &str,
+    since: DateTime<Utc>,
+    until: Option<DateTime<Utc>>,
+) -> Result<u64, sqlx::Error> {
+    let n = sqlx::query(
+        "INSERT INTO herald.delivery (message_id, endpoint_id, app_id, manual, next_attempt_at) \
+         SELECT m.id, e.id, m.app_id, true, greatest(now(), coalesce(m.deliver_at, now())) \
+         FROM herald.endpoint e JOIN herald.message m ON m.app_id = e.app_id \
+         WHERE e.id = $1 AND m.created_at >= $2 AND ($3::timestamptz IS NULL OR m.created_at < $3) \
+           AND m.payload IS NOT NULL \
+           AND (e.event_types IS NULL OR m.event_type = ANY (e.event_types)) \
+           AND (e.channels IS NULL OR e.channels && m.channels) \
+         ON CONFLICT (message_id, endpoint_id) DO NOTHING",
+    )
+    .bind(endpoint_id)
+    .bind(since)
+    .bind(until)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    wake(pool, n).await?;
+    Ok(n)
+}
+
 /// What became of a resend request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Resend {

@@ -8,6 +8,9 @@
 //!   a message with a pending, in-flight or recently dead delivery keeps its payload, so a
 //!   retry or a replay still has something to send;
 //! - idempotency keys older than their own, shorter, cutoff;
+//! - payloads whose message asked for a shorter retention (`payloadRetentionPeriod`/`Hours`),
+//!   the message kept;
+//! - background task records;
 //! - closed circuit-breaker rows not updated since the cutoff (instances that are gone).
 //!
 //! Every batch is its own short transaction and only touches finished rows, so delivery
@@ -25,11 +28,20 @@ pub struct Pruned {
     pub messages: u64,
     pub idempotency_keys: u64,
     pub circuits: u64,
+    /// Payloads expunged (their message asked for it).
+    pub payloads: u64,
+    pub tasks: u64,
 }
 
 impl Pruned {
     pub fn total(&self) -> u64 {
-        self.attempts + self.deliveries + self.messages + self.idempotency_keys + self.circuits
+        self.attempts
+            + self.deliveries
+            + self.messages
+            + self.idempotency_keys
+            + self.circuits
+            + self.payloads
+            + self.tasks
     }
 
     pub fn add(&mut self, other: Pruned) {
@@ -38,6 +50,8 @@ impl Pruned {
         self.messages += other.messages;
         self.idempotency_keys += other.idempotency_keys;
         self.circuits += other.circuits;
+        self.payloads += other.payloads;
+        self.tasks += other.tasks;
     }
 }
 
@@ -101,8 +115,8 @@ pub async fn prune_batch(
     .await?
     .rows_affected();
     let idempotency_keys = sqlx::query(
-        "DELETE FROM herald.idempotency WHERE key IN (
-             SELECT key FROM herald.idempotency WHERE created_at < $1 LIMIT $2)",
+        "DELETE FROM herald.idempotency WHERE (scope, key) IN (
+             SELECT scope, key FROM herald.idempotency WHERE created_at < $1 LIMIT $2)",
     )
     .bind(idempotency_cutoff)
     .bind(batch)
@@ -116,6 +130,26 @@ pub async fn prune_batch(
     .execute(&mut *tx)
     .await?
     .rows_affected();
+    // Payloads whose message asked for a shorter retention (`payloadRetentionPeriod`): the
+    // message and its history stay.
+    let payloads = sqlx::query(
+        "UPDATE herald.message SET payload = NULL WHERE id IN (
+             SELECT id FROM herald.message
+              WHERE payload IS NOT NULL AND payload_expires_at < now() LIMIT $1)",
+    )
+    .bind(batch)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let tasks = sqlx::query(
+        "DELETE FROM herald.background_task WHERE id IN (
+             SELECT id FROM herald.background_task WHERE created_at < $1 LIMIT $2)",
+    )
+    .bind(cutoff)
+    .bind(batch)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
     tx.commit().await?;
     Ok(Some(Pruned {
         attempts,
@@ -123,5 +157,7 @@ pub async fn prune_batch(
         messages,
         idempotency_keys,
         circuits,
+        payloads,
+        tasks,
     }))
 }

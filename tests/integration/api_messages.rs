@@ -565,9 +565,9 @@ async fn idempotency_keys_replay_the_first_answer() {
         )
         .await;
     assert_eq!(
-        (s, err["code"].as_str()),
-        (409, Some("conflict")),
-        "same key, other request"
+        (s, invalid_fields(&err)),
+        (422, vec!["header.idempotency-key".to_string()]),
+        "same key, other request: {err}"
     );
     // A refused request is answered the same way again.
     let other = [("authorization", auth.as_str()), ("idempotency-key", "k2")];

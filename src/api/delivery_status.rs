@@ -1,0 +1,230 @@
+//! Where messages went: a message's endpoints with its delivery status there, an endpoint's
+//! messages with theirs, and resend.
+
+use actix_web::{get, post, web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{
+    application,
+    attempt::status_of,
+    endpoint,
+    error::{ApiError, ApiResult, HttpErrorOut},
+    message::{self, MessageOut, MessageRow},
+    pagination::{ListResponse, Ordering, Page, PageQuery},
+    paths::{EndpointPath, MsgEndpointPath, MsgPath},
+    query::{ContentQuery, MessageFilter},
+};
+use crate::store::replay::{self, Resend};
+
+pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(destinations)
+        .service(endpoint_messages)
+        .service(resend);
+}
+
+/// An endpoint a message was sent to, with the delivery's status.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageEndpointOut {
+    pub id: String,
+    pub uid: Option<String>,
+    pub url: String,
+    pub description: String,
+    pub throttle_rate: Option<i32>,
+    pub disabled: bool,
+    pub event_types: Option<Vec<String>>,
+    pub channels: Option<Vec<String>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// 0 success, 1 pending, 2 fail (dead), 3 sending.
+    #[schema(minimum = 0, maximum = 4)]
+    pub status: i16,
+    pub status_text: &'static str,
+    /// When the next attempt is due, while pending.
+    pub next_attempt: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct DestinationRow {
+    id: String,
+    uid: Option<String>,
+    url: String,
+    description: String,
+    rate_limit: Option<i32>,
+    disabled: bool,
+    event_types: Option<Vec<String>>,
+    channels: Option<Vec<String>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    status: String,
+    next_attempt_at: DateTime<Utc>,
+}
+
+impl From<DestinationRow> for MessageEndpointOut {
+    fn from(r: DestinationRow) -> Self {
+        let (status, status_text) = status_of(&r.status);
+        MessageEndpointOut {
+            id: r.id,
+            uid: r.uid,
+            url: r.url,
+            description: r.description,
+            throttle_rate: r.rate_limit,
+            disabled: r.disabled,
+            event_types: r.event_types,
+            channels: r.channels,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            status,
+            status_text,
+            next_attempt: (status == 1).then_some(r.next_attempt_at),
+        }
+    }
+}
+
+/// List the endpoints a message was sent to, with the delivery's status at each.
+#[utoipa::path(
+    operation_id = "v1.message-attempt.list-attempted-destinations", tag = "Message Attempt",
+    params(MsgPath, PageQuery),
+    responses((status = 200, description = "A page of endpoints", body = ListResponse<MessageEndpointOut>))
+)]
+#[get("/app/{app_id}/msg/{msg_id}/endpoint")]
+async fn destinations(
+    pool: web::Data<PgPool>,
+    path: web::Path<MsgPath>,
+    q: web::Query<PageQuery>,
+) -> ApiResult<HttpResponse> {
+    let app_id = application::resolve(&pool, &path.app_id).await?;
+    let msg_id = message::resolve_id(&pool, &app_id, &path.msg_id).await?;
+    let page = Page::new(&q, Ordering::Ascending)?;
+    let mut qb = sqlx::QueryBuilder::new(
+        "SELECT e.id, e.uid, e.url, e.description, e.rate_limit, e.disabled, e.event_types, \
+                e.channels, e.created_at, e.updated_at, d.status::text AS status, d.next_attempt_at \
+         FROM herald.delivery d JOIN herald.endpoint e ON e.id = d.endpoint_id \
+         WHERE d.message_id = ",
+    );
+    qb.push_bind(msg_id);
+    page.push_to(&mut qb, "e.id");
+    let rows: Vec<DestinationRow> = qb.build_query_as().fetch_all(pool.get_ref()).await?;
+    let rows: Vec<MessageEndpointOut> = rows.into_iter().map(Into::into).collect();
+    Ok(HttpResponse::Ok().json(ListResponse::from_rows(rows, &page, |e| e.id.clone())))
+}
+
+/// A message sent to an endpoint, with the delivery's status.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointMessageOut {
+    #[serde(flatten)]
+    pub message: MessageOut,
+    /// 0 success, 1 pending, 2 fail (dead), 3 sending.
+    #[schema(minimum = 0, maximum = 4)]
+    pub status: i16,
+    pub status_text: &'static str,
+    /// When the next attempt is due, while pending.
+    pub next_attempt: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct EndpointMessageRow {
+    #[sqlx(flatten)]
+    message: MessageRow,
+    status: String,
+    next_attempt_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct StatusQuery {
+    /// Only deliveries in this state: 0 success, 1 pending, 2 fail (dead), 3 sending.
+    #[param(minimum = 0, maximum = 4)]
+    status: Option<i16>,
+}
+
+/// List the messages an endpoint was sent, with the delivery's status at it.
+#[utoipa::path(
+    operation_id = "v1.message-attempt.list-attempted-messages", tag = "Message Attempt",
+    params(EndpointPath, PageQuery, StatusQuery, MessageFilter, ContentQuery),
+    responses((status = 200, description = "A page of messages", body = ListResponse<EndpointMessageOut>))
+)]
+#[get("/app/{app_id}/endpoint/{endpoint_id}/msg")]
+async fn endpoint_messages(
+    pool: web::Data<PgPool>,
+    path: web::Path<EndpointPath>,
+    page: web::Query<PageQuery>,
+    q: web::Query<StatusQuery>,
+    filter: web::Query<MessageFilter>,
+    content: web::Query<ContentQuery>,
+) -> ApiResult<HttpResponse> {
+    let (_, e) = endpoint::resolve(&pool, &path).await?;
+    let page = Page::new(&page, Ordering::Descending)?;
+    let mut qb = sqlx::QueryBuilder::new(format!(
+        "SELECT {}, d.status::text AS status, d.next_attempt_at \
+         FROM herald.delivery d JOIN herald.message m ON m.id = d.message_id \
+         WHERE d.endpoint_id = ",
+        message::COLUMNS
+    ));
+    qb.push_bind(e.id.clone());
+    if let Some(status) = q.status {
+        let status = match status {
+            0 => "succeeded",
+            1 => "pending",
+            2 => "dead",
+            3 => "sending",
+            // Herald never cancels a delivery.
+            4 => "canceled",
+            _ => {
+                return Err(ApiError::Validation(vec![
+                    super::error::ValidationErrorItem::query("status", "must be 0 to 4"),
+                ]))
+            }
+        };
+        qb.push(" AND d.status::text = ").push_bind(status);
+    }
+    filter.push_to(&mut qb, "m", "m.created_at");
+    page.push_to(&mut qb, "m.id");
+    let rows: Vec<EndpointMessageRow> = qb.build_query_as().fetch_all(pool.get_ref()).await?;
+    let with_content = content.wanted();
+    let rows: Vec<EndpointMessageOut> = rows
+        .into_iter()
+        .map(|r| {
+            let (status, status_text) = status_of(&r.status);
+            EndpointMessageOut {
+                message: r.message.into_out(with_content),
+                status,
+                status_text,
+                next_attempt: (status == 1).then_some(r.next_attempt_at),
+            }
+        })
+        .collect();
+    Ok(
+        HttpResponse::Ok().json(ListResponse::from_rows(rows, &page, |m| {
+            m.message.id.clone()
+        })),
+    )
+}
+
+/// Send a message to one endpoint again, now, with a fresh schedule.
+#[utoipa::path(
+    operation_id = "v1.message-attempt.resend", tag = "Message Attempt", params(MsgEndpointPath),
+    responses(
+        (status = 202, description = "Queued", body = Object),
+        (status = 409, description = "An attempt to this endpoint is under way", body = HttpErrorOut),
+    )
+)]
+#[post("/app/{app_id}/msg/{msg_id}/endpoint/{endpoint_id}/resend")]
+async fn resend(
+    pool: web::Data<PgPool>,
+    path: web::Path<MsgEndpointPath>,
+) -> ApiResult<HttpResponse> {
+    let app_id = application::resolve(&pool, &path.app_id).await?;
+    let msg_id = message::resolve_id(&pool, &app_id, &path.msg_id).await?;
+    let e = endpoint::find(&pool, &app_id, &path.endpoint_id).await?;
+    match replay::resend(&pool, &app_id, &msg_id, &e.id).await? {
+        Resend::Queued => Ok(HttpResponse::Accepted().json(serde_json::json!({}))),
+        Resend::InFlight => Err(ApiError::Conflict(
+            "an attempt to this endpoint is under way; try again when it ends".into(),
+        )),
+    }
+}

@@ -1,0 +1,240 @@
+//! An endpoint's signing secret (read, rotate with a grace period) and custom headers.
+
+use std::collections::BTreeMap;
+
+use actix_web::{get, patch, post, put, web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use sqlx::{types::Json as Db, PgPool};
+use utoipa::ToSchema;
+
+use super::{
+    endpoint,
+    error::{ApiError, ApiResult},
+    extract::{Json, OptionalJson},
+    paths::EndpointPath,
+    validate,
+};
+use crate::{signing::Secret, store::string_map::StringMap};
+
+pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(get_secret)
+        .service(rotate_secret)
+        .service(get_headers)
+        .service(update_headers)
+        .service(patch_headers);
+}
+
+/// How long a rotated-out secret keeps signing unless the caller says otherwise.
+const DEFAULT_GRACE_SECONDS: i64 = 24 * 3600;
+const MAX_GRACE_SECONDS: i64 = 7 * 24 * 3600;
+
+/// A signing secret.
+#[derive(Serialize, ToSchema)]
+pub struct SecretOut {
+    /// `whsec_` + base64 of the key.
+    pub key: String,
+}
+
+/// Get an endpoint's current signing secret.
+#[utoipa::path(
+    operation_id = "v1.endpoint.get-secret", tag = "Endpoint", params(EndpointPath),
+    responses((status = 200, description = "The current secret", body = SecretOut))
+)]
+#[get("/app/{app_id}/endpoint/{endpoint_id}/secret")]
+async fn get_secret(
+    pool: web::Data<PgPool>,
+    path: web::Path<EndpointPath>,
+) -> ApiResult<HttpResponse> {
+    let (_, e) = endpoint::resolve(&pool, &path).await?;
+    let key: Vec<u8> = sqlx::query_scalar(
+        "SELECT key FROM herald.endpoint_secret WHERE endpoint_id = $1 AND expires_at IS NULL",
+    )
+    .bind(&e.id)
+    .fetch_optional(pool.get_ref())
+    .await?
+    .ok_or_else(|| ApiError::not_found("endpoint secret"))?;
+    let secret = Secret::from_bytes(key).map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(HttpResponse::Ok().json(SecretOut {
+        key: secret.expose(),
+    }))
+}
+
+/// A rotation: the new secret (default: a new one) and how long the old one keeps signing.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RotateIn {
+    #[schema(pattern = r"^whsec_[A-Za-z0-9+/]{32,86}={0,2}$")]
+    key: Option<String>,
+    /// Seconds the old secret keeps signing next to the new one (default a day).
+    #[schema(minimum = 0, maximum = 604800)]
+    grace_period_seconds: Option<i64>,
+}
+
+/// Rotate an endpoint's signing secret. The new secret signs from now on; the old one keeps
+/// signing next to it for the grace period, so receivers can deploy the new secret without
+/// missing a delivery.
+#[utoipa::path(
+    operation_id = "v1.endpoint.rotate-secret", tag = "Endpoint",
+    params(EndpointPath), request_body(content = Option<RotateIn>),
+    responses((status = 200, description = "The new secret", body = SecretOut))
+)]
+#[post("/app/{app_id}/endpoint/{endpoint_id}/secret/rotate")]
+async fn rotate_secret(
+    pool: web::Data<PgPool>,
+    path: web::Path<EndpointPath>,
+    OptionalJson(body): OptionalJson<RotateIn>,
+) -> ApiResult<HttpResponse> {
+    let input = body.unwrap_or_default();
+    let (_, e) = endpoint::resolve(&pool, &path).await?;
+    let secret = match &input.key {
+        Some(k) => validate::secret("key", k).map_err(|e| ApiError::Validation(vec![e]))?,
+        None => Secret::generate(),
+    };
+    let grace = input.grace_period_seconds.unwrap_or(DEFAULT_GRACE_SECONDS);
+    if !(0..=MAX_GRACE_SECONDS).contains(&grace) {
+        return Err(ApiError::invalid(
+            "gracePeriodSeconds",
+            format!("must be between 0 and {MAX_GRACE_SECONDS}"),
+        ));
+    }
+    let mut tx = pool.begin().await?;
+    // Serialize rotations of one endpoint: the unique index allows one current secret.
+    sqlx::query("SELECT 1 FROM herald.endpoint WHERE id = $1 FOR UPDATE")
+        .bind(&e.id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "UPDATE herald.endpoint_secret SET expires_at = now() + make_interval(secs => $2) \
+         WHERE endpoint_id = $1 AND expires_at IS NULL",
+    )
+    .bind(&e.id)
+    .bind(grace as f64)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("INSERT INTO herald.endpoint_secret (endpoint_id, key) VALUES ($1, $2)")
+        .bind(&e.id)
+        .bind(secret.as_bytes())
+        .execute(&mut *tx)
+        .await?;
+    // Secrets past their grace period sign nothing; keep a week of history, then forget them.
+    sqlx::query(
+        "DELETE FROM herald.endpoint_secret WHERE endpoint_id = $1 \
+         AND expires_at < now() - interval '7 days'",
+    )
+    .bind(&e.id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(SecretOut {
+        key: secret.expose(),
+    }))
+}
+
+/// An endpoint's custom headers.
+#[derive(Serialize, ToSchema)]
+pub struct HeadersOut {
+    pub headers: BTreeMap<String, String>,
+    /// Names of headers whose values are not shown.
+    pub sensitive: Vec<String>,
+}
+
+/// All of an endpoint's custom headers.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeadersIn {
+    headers: BTreeMap<String, String>,
+}
+
+/// Headers to set (a `null` value removes that header) and to remove.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HeadersPatchIn {
+    headers: BTreeMap<String, Option<String>>,
+    #[serde(default)]
+    delete_headers: Vec<String>,
+}
+
+async fn load_headers(pool: &PgPool, endpoint_id: &str) -> ApiResult<BTreeMap<String, String>> {
+    let h: StringMap = sqlx::query_scalar("SELECT headers FROM herald.endpoint WHERE id = $1")
+        .bind(endpoint_id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| ApiError::not_found("endpoint"))?;
+    Ok(h.0)
+}
+
+async fn store_headers(
+    pool: &PgPool,
+    endpoint_id: &str,
+    headers: &BTreeMap<String, String>,
+) -> ApiResult<()> {
+    validate::headers("headers", headers).map_err(|e| ApiError::Validation(vec![e]))?;
+    sqlx::query("UPDATE herald.endpoint SET headers = $2, updated_at = now() WHERE id = $1")
+        .bind(endpoint_id)
+        .bind(Db(headers))
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Get an endpoint's custom headers.
+#[utoipa::path(
+    operation_id = "v1.endpoint.get-headers", tag = "Endpoint", params(EndpointPath),
+    responses((status = 200, description = "The headers", body = HeadersOut))
+)]
+#[get("/app/{app_id}/endpoint/{endpoint_id}/headers")]
+async fn get_headers(
+    pool: web::Data<PgPool>,
+    path: web::Path<EndpointPath>,
+) -> ApiResult<HttpResponse> {
+    let (_, e) = endpoint::resolve(&pool, &path).await?;
+    let headers = load_headers(&pool, &e.id).await?;
+    Ok(HttpResponse::Ok().json(HeadersOut {
+        headers,
+        sensitive: vec![],
+    }))
+}
+
+/// Replace an endpoint's custom headers.
+#[utoipa::path(
+    operation_id = "v1.endpoint.update-headers", tag = "Endpoint",
+    params(EndpointPath), request_body = HeadersIn,
+    responses((status = 204, description = "Replaced"))
+)]
+#[put("/app/{app_id}/endpoint/{endpoint_id}/headers")]
+async fn update_headers(
+    pool: web::Data<PgPool>,
+    path: web::Path<EndpointPath>,
+    Json(input): Json<HeadersIn>,
+) -> ApiResult<HttpResponse> {
+    let (_, e) = endpoint::resolve(&pool, &path).await?;
+    store_headers(&pool, &e.id, &input.headers).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Set or remove some of an endpoint's custom headers.
+#[utoipa::path(
+    operation_id = "v1.endpoint.patch-headers", tag = "Endpoint",
+    params(EndpointPath), request_body = HeadersPatchIn,
+    responses((status = 204, description = "Changed"))
+)]
+#[patch("/app/{app_id}/endpoint/{endpoint_id}/headers")]
+async fn patch_headers(
+    pool: web::Data<PgPool>,
+    path: web::Path<EndpointPath>,
+    Json(input): Json<HeadersPatchIn>,
+) -> ApiResult<HttpResponse> {
+    let (_, e) = endpoint::resolve(&pool, &path).await?;
+    let mut headers = load_headers(&pool, &e.id).await?;
+    for (name, value) in input.headers {
+        match value {
+            Some(v) => headers.insert(name, v),
+            None => headers.remove(&name),
+        };
+    }
+    for name in input.delete_headers {
+        headers.remove(&name);
+    }
+    store_headers(&pool, &e.id, &headers).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,230 @@
+//! `POST /api/v1/app/{app_id}/msg`: creating a message. It goes through
+//! `herald.send_messages`, the set-based form of the function producers call in SQL, so both
+//! paths give identical rows; concurrent creates share one statement and one commit, and an
+//! `idempotency-key` is claimed in that same transaction ([`crate::store::new_message`]).
+
+use std::time::Duration;
+
+use actix_web::{post, web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use sqlx::PgPool;
+use utoipa::ToSchema;
+
+use super::{
+    application::{self, ApplicationIn},
+    error::{ApiError, ApiResult},
+    extract::{self, Body},
+    idempotency,
+    message::{self, payload, MessageOut},
+    paths::AppPath,
+    query::ContentQuery,
+    validate::{self, Problems},
+};
+use crate::store::{
+    new_message::{NewMessage, Written},
+    writers::ApiWriters,
+};
+
+/// What a message may ask for, as configured.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageLimits {
+    /// `deliverAt` at most this far ahead (`HERALD_MAX_DELIVER_AHEAD`).
+    pub max_deliver_ahead: Duration,
+}
+
+/// A new message.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MessageIn {
+    /// The event type's name (it need not exist in the catalogue).
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
+    event_type: String,
+    /// A JSON object, stored and sent byte for byte.
+    #[schema(value_type = Object)]
+    payload: Box<RawValue>,
+    /// Your unique id for the event: a second message with it is refused (409), and it
+    /// finds the message in place of its id.
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
+    event_id: Option<String>,
+    /// Endpoints with channels receive only messages with one of theirs.
+    #[schema(min_items = 1, max_items = 10)]
+    channels: Option<Vec<String>>,
+    /// Labels to filter lists by.
+    #[schema(min_items = 1, max_items = 5)]
+    tags: Option<Vec<String>>,
+    /// Creates the application along with the message when the path names none (its uid
+    /// defaults to the path's); ignored when the application exists.
+    application: Option<ApplicationIn>,
+    /// Deliver at this time (a time past means now), at most `HERALD_MAX_DELIVER_AHEAD`
+    /// (90 days by default) ahead. The message is stored now.
+    deliver_at: Option<DateTime<Utc>>,
+    /// Expunge the payload this many days after creation (the message is kept).
+    #[schema(minimum = 1, maximum = 90)]
+    payload_retention_period: Option<i64>,
+    /// Expunge the payload this many hours after creation (the message is kept).
+    #[schema(minimum = 1, maximum = 2160)]
+    payload_retention_hours: Option<i64>,
+}
+
+impl MessageIn {
+    fn validate(&self, limits: &MessageLimits) -> Result<(), ApiError> {
+        let mut p = Problems::default();
+        p.check(validate::name("eventType", &self.event_type));
+        if let Some(id) = &self.event_id {
+            p.check(validate::name("eventId", id));
+        }
+        if let Some(c) = &self.channels {
+            p.check(validate::list("channels", c, 10, validate::channel));
+        }
+        if let Some(t) = &self.tags {
+            p.check(validate::list("tags", t, 5, validate::tag));
+        }
+        if !self.payload.get().trim_start().starts_with('{') {
+            p.push("payload", "must be a JSON object");
+        }
+        if let Some(at) = self.deliver_at {
+            let ahead = chrono::Duration::from_std(limits.max_deliver_ahead).unwrap_or_default();
+            if at > Utc::now() + ahead {
+                p.push(
+                    "deliverAt",
+                    format!(
+                        "must be at most {} ahead (HERALD_MAX_DELIVER_AHEAD)",
+                        humantime::format_duration(limits.max_deliver_ahead)
+                    ),
+                );
+            }
+        }
+        match (self.payload_retention_period, self.payload_retention_hours) {
+            (Some(_), Some(_)) => p.push(
+                "payloadRetentionHours",
+                "give payloadRetentionPeriod or payloadRetentionHours, not both",
+            ),
+            (Some(days), None) if !(1..=90).contains(&days) => {
+                p.push("payloadRetentionPeriod", "must be 1 to 90 days")
+            }
+            (None, Some(hours)) if !(1..=2160).contains(&hours) => {
+                p.push("payloadRetentionHours", "must be 1 to 2160 hours")
+            }
+            _ => {}
+        }
+        p.finish()
+    }
+
+    fn payload_expires_at(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let hours = self
+            .payload_retention_hours
+            .or(self.payload_retention_period.map(|d| d * 24))?;
+        Some(now + chrono::Duration::hours(hours))
+    }
+}
+
+/// Create a message and send it to every endpoint of the application subscribed to its
+/// event type and channels.
+#[utoipa::path(
+    operation_id = "v1.message.create", tag = "Message",
+    params(AppPath, ContentQuery), request_body = MessageIn,
+    responses(
+        (status = 202, description = "Stored; it will be delivered", body = MessageOut),
+        (status = 409, description = "A message with this `eventId` exists", body = super::error::HttpErrorOut),
+    )
+)]
+#[post("/app/{app_id}/msg")]
+pub async fn create(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    writers: web::Data<ApiWriters>,
+    limits: web::Data<MessageLimits>,
+    path: web::Path<AppPath>,
+    content: web::Query<ContentQuery>,
+    Body(body): Body,
+) -> ApiResult<HttpResponse> {
+    let input: MessageIn = extract::parse(&body)?;
+    input.validate(&limits)?;
+    let key = idempotency::keyed_request(&req, &body)?;
+    let app = path.into_inner().app_id;
+    let message = NewMessage {
+        app: app.clone(),
+        event_type: input.event_type.clone(),
+        payload: input.payload.get().to_string(),
+        event_id: input.event_id.clone(),
+        channels: input.channels.clone(),
+        tags: input.tags.clone(),
+        deliver_at: input.deliver_at,
+        payload_expires_at: input.payload_expires_at(Utc::now()),
+        key: key.clone(),
+    };
+    let write = |message| writers.messages.write(message);
+    let (message, written) = match write(message).await.map_err(invalid_payload)? {
+        // Svix: `application` creates the application along with its first message.
+        (mut message, Written::NoApplication) => {
+            let Some(new_app) = &input.application else {
+                return Err(ApiError::not_found("application"));
+            };
+            message.app = match application::find(&pool, &app).await? {
+                Some(a) => a.id, // created meanwhile
+                None => create_application(&pool, &app, new_app).await?,
+            };
+            write(message).await.map_err(invalid_payload)?
+        }
+        written => written,
+    };
+    match written {
+        Written::Created { id, timestamp } => Ok(HttpResponse::Accepted().json(MessageOut {
+            id,
+            event_type: message.event_type,
+            payload: payload(Some(message.payload), content.wanted()),
+            event_id: message.event_id,
+            channels: message.channels,
+            tags: message.tags,
+            timestamp,
+            deliver_at: message.deliver_at,
+        })),
+        Written::Duplicate { id } => Err(ApiError::Conflict(format!(
+            "a message with eventId '{}' already exists: {id}",
+            message.event_id.unwrap_or_default()
+        ))),
+        Written::NoApplication => Err(ApiError::not_found("application")),
+        Written::KeyTaken(holder) => {
+            let key = key.expect("only a keyed create finds its key taken");
+            let replay = idempotency::Replay::of(&key, holder)?;
+            match replay {
+                idempotency::Replay::Message(id) => {
+                    let app_id = application::resolve(&pool, &app).await?;
+                    let msg = message::find(&pool, &app_id, &id, content.wanted()).await?;
+                    Ok(idempotency::replayed(HttpResponse::Accepted()).json(msg))
+                }
+                other => other.into_response(),
+            }
+        }
+    }
+}
+
+/// The application a message's path names, created from the message's `application`.
+async fn create_application(
+    pool: &PgPool,
+    key: &str,
+    new_app: &ApplicationIn,
+) -> ApiResult<String> {
+    new_app.validate("application.")?;
+    let mut new_app = new_app.clone();
+    if new_app.uid.is_none() && validate::uid("uid", key).is_ok() {
+        new_app.uid = Some(key.to_string());
+    }
+    Ok(application::insert(pool, &new_app).await?.id)
+}
+
+/// `herald.send_messages` refuses what PostgreSQL's JSON parser refuses: that is the
+/// caller's input, so 422.
+fn invalid_payload(e: sqlx::Error) -> ApiError {
+    match e.as_database_error().and_then(|d| d.code()) {
+        Some(code) if code == "22P02" || code == "22023" || code == "22P05" => ApiError::invalid(
+            "payload",
+            e.as_database_error()
+                .map(|d| d.message().to_string())
+                .unwrap_or_default(),
+        ),
+        _ => e.into(),
+    }
+}
