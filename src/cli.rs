@@ -133,8 +133,8 @@ fn migrate(settings: Settings) -> ExitCode {
 fn report(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // One line on stderr, whatever the log format: what failed and what to do.
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "herald stopped with an error");
             eprintln!("herald: {e:#}");
             ExitCode::FAILURE
         }

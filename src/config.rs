@@ -539,7 +539,7 @@ fn env_source_value(source: &config::Environment, name: &str) -> Option<String> 
 }
 
 /// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
-fn mask_url(raw: &str) -> String {
+pub fn mask_url(raw: &str) -> String {
     match url::Url::parse(raw) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("***"));

@@ -45,9 +45,7 @@ impl Application {
             .connect_lazy_with(db.clone());
 
         if settings.run_migrations {
-            migrate_with(&settings.database_url, &pool)
-                .await
-                .context("HERALD_RUN_MIGRATIONS=false to skip at start-up")?;
+            migrate_with(&settings.database_url, &pool).await?;
         }
 
         let metrics = std::sync::Arc::new(Metrics::new());
@@ -61,8 +59,13 @@ impl Application {
 
         // Every role listens: API instances serve the API, worker-only instances serve
         // health and metrics (so each replica can be probed and scraped).
-        let listener = TcpListener::bind(settings.listen)
-            .with_context(|| format!("binding HERALD_LISTEN={}", settings.listen))?;
+        let listener = TcpListener::bind(settings.listen).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {} ({e}): stop what uses that address, or set HERALD_LISTEN \
+                 to another (127.0.0.1:0 picks a free port)",
+                settings.listen
+            )
+        })?;
         let port = listener.local_addr()?.port();
         let data = web::Data::new(pool.clone());
         let serving = if settings.role.runs_api() {
@@ -196,7 +199,15 @@ async fn migrate_with(url: &str, pool: &PgPool) -> anyhow::Result<()> {
     Store::from_pool(pool.clone())
         .migrate()
         .await
-        .context("running database migrations")
+        .map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(db) => {
+                unreachable_or(url, db, "applying the migrations")
+            }
+            other => anyhow::anyhow!(
+                "applying the database migrations failed: {other} (is this database used by \
+                 a newer Herald? HERALD_RUN_MIGRATIONS=false skips this step)"
+            ),
+        })
 }
 
 fn database_options(settings: &Settings) -> anyhow::Result<PgConnectOptions> {
@@ -211,16 +222,46 @@ fn database_options(settings: &Settings) -> anyhow::Result<PgConnectOptions> {
 /// does not exist yet (only when Herald also manages the schema, i.e. runs migrations).
 async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
     use sqlx::migrate::MigrateDatabase;
-    if !sqlx::Postgres::database_exists(url)
+    let exists = sqlx::Postgres::database_exists(url)
         .await
-        .context("connecting to PostgreSQL (HERALD_DATABASE_URL)")?
-    {
+        .map_err(|e| unreachable_or(url, e, "connecting"))?;
+    if !exists {
         tracing::info!("database does not exist; creating it");
         sqlx::Postgres::create_database(url)
             .await
-            .context("creating the database named in HERALD_DATABASE_URL")?;
+            .map_err(|e| unreachable_or(url, e, "creating the database"))?;
     }
     Ok(())
+}
+
+/// One line a newcomer understands: which address, what failed, what to do next.
+fn unreachable_or(url: &str, e: sqlx::Error, doing: &str) -> anyhow::Error {
+    let at = crate::config::mask_url(url);
+    match &e {
+        sqlx::Error::Io(io) => anyhow::anyhow!(
+            "cannot reach PostgreSQL at {at} ({io}): start PostgreSQL there, or set \
+             HERALD_DATABASE_URL to a server that runs"
+        ),
+        sqlx::Error::PoolTimedOut => anyhow::anyhow!(
+            "PostgreSQL at {at} did not answer in time (HERALD_DATABASE_TIMEOUT): check that \
+             it runs and is reachable, or set HERALD_DATABASE_URL"
+        ),
+        sqlx::Error::Database(db)
+            if db.code().as_deref() == Some("28P01") || db.code().as_deref() == Some("28000") =>
+        {
+            anyhow::anyhow!(
+                "PostgreSQL at {at} refused the login ({}): fix the user or password in \
+                 HERALD_DATABASE_URL",
+                db.message()
+            )
+        }
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("42501") => anyhow::anyhow!(
+            "PostgreSQL at {at} refused {doing} ({}): grant the user the right, or create \
+             the database and schema yourself and set HERALD_RUN_MIGRATIONS=false",
+            db.message()
+        ),
+        _ => anyhow::anyhow!("{doing} on PostgreSQL at {at} failed: {e}"),
+    }
 }
 
 /// What the SQL functions need to know of the configuration (`herald.send_message` checks

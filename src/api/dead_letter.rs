@@ -127,7 +127,10 @@ pub async fn list_page(
 #[utoipa::path(
     operation_id = "herald.dead-letter.list", tag = "Dead letters",
     params(PageQuery, DeadLetterFilter),
-    responses((status = 200, description = "A page of dead letters", body = ListResponse<DeadLetterOut>))
+    responses(
+        (status = 200, description = "A page of dead letters", body = ListResponse<DeadLetterOut>),
+        (status = 404, description = "No application has the `app_id` given", body = super::error::HttpErrorOut),
+    )
 )]
 #[get("/dead-letter")]
 async fn list(
@@ -190,7 +193,10 @@ pub struct ReplayIn {
 /// Herald: replay dead letters in bulk.
 #[utoipa::path(
     operation_id = "herald.dead-letter.replay-bulk", tag = "Dead letters", request_body = ReplayIn,
-    responses((status = 202, description = "Queued", body = ReplayedOut))
+    responses(
+        (status = 202, description = "Queued", body = ReplayedOut),
+        (status = 404, description = "No application has the `appId` given", body = super::error::HttpErrorOut),
+    )
 )]
 #[post("/dead-letter/replay")]
 async fn replay_bulk(

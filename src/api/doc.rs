@@ -173,7 +173,8 @@ fn idempotency_key() -> Parameter {
             utoipa::openapi::ObjectBuilder::new()
                 .schema_type(utoipa::openapi::Type::String)
                 .min_length(Some(1))
-                .max_length(Some(256)),
+                .max_length(Some(256))
+                .pattern(Some("^[!-~]+$")),
         ))
         .build()
 }

@@ -76,10 +76,10 @@ pub struct EndpointIn {
     disabled: bool,
     /// Event types it receives (each must exist); none: all.
     #[serde(alias = "filterTypes")]
-    #[schema(min_items = 1, max_items = 1000)]
+    #[schema(value_type = Option<std::collections::BTreeSet<super::validate::shape::EventTypeName>>, min_items = 1, max_items = 1000)]
     event_types: Option<Vec<String>>,
     /// It receives only messages with one of these channels; none: all.
-    #[schema(min_items = 1, max_items = 10)]
+    #[schema(value_type = Option<std::collections::BTreeSet<super::validate::shape::Channel>>, min_items = 1, max_items = 10)]
     channels: Option<Vec<String>>,
     #[serde(default)]
     metadata: BTreeMap<String, String>,
@@ -126,10 +126,10 @@ pub struct EndpointUpdate {
     pub disabled: bool,
     /// Event types it receives (each must exist); none: all.
     #[serde(alias = "filterTypes")]
-    #[schema(min_items = 1, max_items = 1000)]
+    #[schema(value_type = Option<std::collections::BTreeSet<super::validate::shape::EventTypeName>>, min_items = 1, max_items = 1000)]
     pub event_types: Option<Vec<String>>,
     /// It receives only messages with one of these channels; none: all.
-    #[schema(min_items = 1, max_items = 10)]
+    #[schema(value_type = Option<std::collections::BTreeSet<super::validate::shape::Channel>>, min_items = 1, max_items = 10)]
     pub channels: Option<Vec<String>>,
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
@@ -153,10 +153,10 @@ pub struct EndpointPatch {
     uid: Option<Option<String>>,
     disabled: Option<bool>,
     #[serde(default, alias = "filterTypes", deserialize_with = "super::nullable")]
-    #[schema(value_type = Option<Vec<String>>, min_items = 1, max_items = 1000)]
+    #[schema(value_type = Option<std::collections::BTreeSet<super::validate::shape::EventTypeName>>, min_items = 1, max_items = 1000)]
     event_types: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "super::nullable")]
-    #[schema(value_type = Option<Vec<String>>, min_items = 1, max_items = 10)]
+    #[schema(value_type = Option<std::collections::BTreeSet<super::validate::shape::Channel>>, min_items = 1, max_items = 10)]
     channels: Option<Option<Vec<String>>>,
     metadata: Option<BTreeMap<String, String>>,
 }

@@ -84,8 +84,8 @@ impl EventTypeRow {
     }
 }
 
-/// JSON schemas by version: an object whose values are objects, kept byte for byte.
-type Schemas = BTreeMap<String, Box<RawValue>>;
+/// JSON schemas by version (an object whose values are objects), kept byte for byte.
+type Schemas = Box<RawValue>;
 
 /// A new event type.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -102,7 +102,7 @@ pub struct EventTypeIn {
     schemas: Option<Schemas>,
     #[schema(min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
     group_name: Option<String>,
-    #[schema(min_items = 1, max_items = 25)]
+    #[schema(value_type = Option<std::collections::BTreeSet<super::validate::shape::EventTypeName>>, min_items = 1, max_items = 25)]
     feature_flags: Option<Vec<String>>,
     /// Deprecated: one feature flag (use `featureFlags`).
     #[schema(min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
@@ -122,7 +122,7 @@ pub struct EventTypeUpdate {
     schemas: Option<Schemas>,
     #[schema(min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
     group_name: Option<String>,
-    #[schema(min_items = 1, max_items = 25)]
+    #[schema(value_type = Option<std::collections::BTreeSet<super::validate::shape::EventTypeName>>, min_items = 1, max_items = 25)]
     feature_flags: Option<Vec<String>>,
     /// Deprecated: one feature flag (use `featureFlags`).
     #[schema(min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
@@ -143,7 +143,7 @@ pub struct EventTypePatch {
     #[schema(value_type = Option<String>, min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
     group_name: Option<Option<String>>,
     #[serde(default, deserialize_with = "super::nullable")]
-    #[schema(value_type = Option<Vec<String>>, min_items = 1, max_items = 25)]
+    #[schema(value_type = Option<std::collections::BTreeSet<super::validate::shape::EventTypeName>>, min_items = 1, max_items = 25)]
     feature_flags: Option<Option<Vec<String>>>,
 }
 
@@ -188,19 +188,25 @@ fn check(p: &mut Problems, f: &EventTypeFields, schemas: Option<&Schemas>) {
     if let Some(flags) = &f.feature_flags {
         p.check(validate::list("featureFlags", flags, 25, validate::name));
     }
-    for (version, schema) in schemas.into_iter().flatten() {
-        if !schema.get().trim_start().starts_with('{') {
-            p.push(
-                &format!("schemas.{version}"),
-                "must be a JSON schema (an object)",
-            );
+    let Some(schemas) = schemas else { return };
+    match serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(schemas.get()) {
+        Err(_) => p.push("schemas", "must be an object of JSON schemas by version"),
+        Ok(versions) => {
+            for (version, schema) in versions {
+                if !schema.get().trim_start().starts_with('{') {
+                    p.push(
+                        &format!("schemas.{version}"),
+                        "must be a JSON schema (an object)",
+                    );
+                }
+            }
         }
     }
 }
 
-/// The schemas as stored: each version's text exactly as given.
+/// The schemas as stored: the text exactly as given.
 fn schemas_text(schemas: &Schemas) -> String {
-    serde_json::to_string(schemas).expect("raw values serialize")
+    schemas.get().to_string()
 }
 
 const COLUMNS: &str = "name, description, archived, deprecated, schemas::text AS schemas, \

@@ -42,7 +42,7 @@ pub fn keyed_request(req: &HttpRequest, body: &[u8]) -> Result<Option<KeyedReque
     let key = key
         .to_str()
         .ok()
-        .filter(|k| !k.is_empty() && k.len() <= 256)
+        .filter(|k| !k.is_empty() && k.len() <= 256 && k.bytes().all(|b| b.is_ascii_graphic()))
         .ok_or_else(|| {
             ApiError::BadRequest("idempotency-key must be 1 to 256 visible ASCII characters".into())
         })?;

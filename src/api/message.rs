@@ -225,7 +225,7 @@ async fn expunge(pool: web::Data<PgPool>, path: web::Path<MsgPath>) -> ApiResult
 pub struct PrecheckIn {
     #[schema(min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
     event_type: String,
-    #[schema(min_items = 1, max_items = 10)]
+    #[schema(value_type = Option<std::collections::BTreeSet<super::validate::shape::Channel>>, min_items = 1, max_items = 10)]
     channels: Option<Vec<String>>,
 }
 

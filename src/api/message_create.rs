@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use actix_web::{post, web, HttpRequest, HttpResponse};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use sqlx::PgPool;
@@ -49,10 +49,10 @@ pub struct MessageIn {
     #[schema(min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
     event_id: Option<String>,
     /// Endpoints with channels receive only messages with one of theirs.
-    #[schema(min_items = 1, max_items = 10)]
+    #[schema(value_type = Option<std::collections::BTreeSet<super::validate::shape::Channel>>, min_items = 1, max_items = 10)]
     channels: Option<Vec<String>>,
     /// Labels to filter lists by.
-    #[schema(min_items = 1, max_items = 5)]
+    #[schema(value_type = Option<std::collections::BTreeSet<super::validate::shape::Tag>>, min_items = 1, max_items = 5)]
     tags: Option<Vec<String>>,
     /// Creates the application along with the message when the path names none (its uid
     /// defaults to the path's); ignored when the application exists.
@@ -151,7 +151,8 @@ pub async fn create(
         event_id: input.event_id.clone(),
         channels: input.channels.clone(),
         tags: input.tags.clone(),
-        deliver_at: input.deliver_at,
+        // As stored: PostgreSQL keeps microseconds.
+        deliver_at: input.deliver_at.map(|t| t.trunc_subsecs(6)),
         payload_expires_at: input.payload_expires_at(Utc::now()),
         key: key.clone(),
     };

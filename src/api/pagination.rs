@@ -32,6 +32,7 @@ pub struct PageQuery {
     #[param(max_length = 300)]
     pub iterator: Option<String>,
     /// The list's order; each list has its own default.
+    #[param(inline)]
     pub order: Option<Ordering>,
 }
 

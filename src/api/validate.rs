@@ -209,6 +209,54 @@ pub fn list(
     Ok(())
 }
 
+/// The shapes the checks above accept, as schemas for the OpenAPI document (request fields
+/// stay plain strings and lists, and name these in `value_type`).
+pub mod shape {
+    use std::borrow::Cow;
+
+    use utoipa::openapi::{ObjectBuilder, RefOr, Schema, Type};
+
+    macro_rules! string_shape {
+        ($name:ident, $doc:literal, $max:literal, $pattern:literal) => {
+            #[doc = $doc]
+            pub struct $name;
+
+            impl utoipa::PartialSchema for $name {
+                fn schema() -> RefOr<Schema> {
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .description(Some($doc))
+                        .min_length(Some(1))
+                        .max_length(Some($max))
+                        .pattern(Some($pattern))
+                        .into()
+                }
+            }
+
+            impl utoipa::ToSchema for $name {
+                fn name() -> Cow<'static, str> {
+                    Cow::Borrowed(stringify!($name))
+                }
+                fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+                    schemas.push((
+                        stringify!($name).into(),
+                        <Self as utoipa::PartialSchema>::schema(),
+                    ));
+                }
+            }
+        };
+    }
+
+    string_shape!(
+        EventTypeName,
+        "An event type's name.",
+        256,
+        r"^[a-zA-Z0-9\-_.]+$"
+    );
+    string_shape!(Channel, "A channel.", 128, r"^[a-zA-Z0-9\-_.:+]+$");
+    string_shape!(Tag, "A message tag.", 128, r"^[a-zA-Z0-9\-_./\\#]+$");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

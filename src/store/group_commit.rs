@@ -398,4 +398,30 @@ mod tests {
         assert_eq!(take_batch(&mut queue).len(), MAX_BATCH);
         assert_eq!(take_batch(&mut queue).len(), 9);
     }
+
+    #[test]
+    fn a_failed_batch_tells_every_caller_the_same_class_of_error() {
+        let original = sqlx::Error::Database(Box::new(CopiedDbError {
+            message: "cannot execute INSERT in a read-only transaction".into(),
+            code: Some("25006".into()),
+            constraint: None,
+            kind: sqlx::error::ErrorKind::Other,
+        }));
+        let copy = copy_error(&original);
+        let db = copy.as_database_error().expect("still a database error");
+        assert_eq!(db.code().as_deref(), Some("25006"));
+        assert_eq!(
+            db.message(),
+            "cannot execute INSERT in a read-only transaction"
+        );
+        let api: crate::api::error::ApiError = copy.into();
+        assert!(
+            matches!(api, crate::api::error::ApiError::Unavailable(..)),
+            "{api:?}"
+        );
+        assert!(matches!(
+            copy_error(&sqlx::Error::PoolTimedOut),
+            sqlx::Error::PoolTimedOut
+        ));
+    }
 }

@@ -17,6 +17,7 @@ mod support;
 mod crash;
 mod database_outage;
 mod flaky_receiver;
+mod idempotent_creates;
 mod multi_instance;
 mod readiness;
 mod sender_restarts;

@@ -261,3 +261,28 @@ fn shell_words(line: &str) -> Vec<String> {
     }
     words
 }
+
+/// Without a reachable PostgreSQL, start-up ends with one line on stderr naming the address
+/// (password masked), what failed, and what to do next.
+#[test]
+fn without_postgresql_start_up_says_where_it_looked_and_what_to_do() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port(); // closed again: nothing listens there
+    let url = format!("postgres://herald:hunter2@127.0.0.1:{port}/herald");
+    let (code, _, stderr) = herald(&["serve"], &[("HERALD_DATABASE_URL", &url)]);
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    let line = lines[0];
+    assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
+    assert!(!line.contains("hunter2"), "password masked: {line}");
+    assert!(line.contains("refused"), "what failed: {line}");
+    assert!(
+        line.contains("start PostgreSQL") && line.contains("HERALD_DATABASE_URL"),
+        "what to do: {line}"
+    );
+    assert!(!line.contains("MIGRATIONS"), "not about migrations: {line}");
+}
