@@ -252,6 +252,20 @@ BEGIN
     -- transaction committed it, or an earlier message of this call had it): this statement
     -- sees those, and answers with the message that won. A message whose key was taken
     -- answers with what holds the key (this statement sees the committed claim).
+    IF NOT v_keyed THEN
+        -- The common case, without the keys' columns to fill.
+        RETURN QUERY
+        SELECT u.ord, u.app_id,
+            coalesce(u.id, CASE WHEN u.app_id IS NOT NULL AND u.event_id IS NOT NULL THEN
+                (SELECT m.id FROM herald.message m WHERE m.app_id = u.app_id AND m.event_id = u.event_id)
+            END),
+            u.created_at IS NOT NULL, u.created_at,
+            false, NULL::text, NULL::bytea, NULL::smallint, NULL::bytea, NULL::text
+        FROM unnest(v_ord, v_app, v_event_id, v_id, v_created)
+            AS u(ord, app_id, event_id, id, created_at)
+        ORDER BY u.ord;
+        RETURN;
+    END IF;
     RETURN QUERY
     SELECT i.ord, u.app_id,
         coalesce(u.id, CASE WHEN u.app_id IS NOT NULL AND u.event_id IS NOT NULL THEN
