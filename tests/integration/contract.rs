@@ -705,3 +705,85 @@ async fn database_conditions_answer_503_with_retry_after() {
     .unwrap();
     t.finish().await;
 }
+
+#[actix_rt::test]
+async fn idempotency_keys_belong_to_their_caller_and_stuck_claims_expire() {
+    let other = "another-operator-token-0123";
+    let t = spawn_app_with(&[
+        ("HERALD_ROLE", "api"),
+        ("HERALD_API_TOKENS", &format!("{TOKEN},{other}")),
+        ("HERALD_IDEMPOTENCY_LOCK", "1s"),
+    ])
+    .await;
+    let api = t.api();
+    let post = |token: &str, key: &str, body: serde_json::Value| {
+        let (token, key) = (token.to_string(), key.to_string());
+        let api = &api;
+        async move {
+            api.send(
+                "POST",
+                "/api/v1/app",
+                Some(serde_json::to_vec(&body).unwrap()),
+                &[
+                    ("authorization", &format!("Bearer {token}")),
+                    ("idempotency-key", &key),
+                ],
+            )
+            .await
+        }
+    };
+    // Two callers, one key: two requests, two applications.
+    let (a, first) = post(TOKEN, "k", json!({"name": "A", "uid": "a"})).await;
+    let (b, second) = post(other, "k", json!({"name": "B", "uid": "b"})).await;
+    assert_eq!((a, b), (201, 201), "{first} {second}");
+    assert_ne!(first["id"], second["id"]);
+
+    // A claim whose request never answered (its process died): 409 while its lock holds,
+    // then the request runs again.
+    // The first caller's scope: the one whose answer created application `a`.
+    let scope: String = sqlx::query_scalar(
+        "SELECT scope FROM herald.idempotency WHERE key = 'k' \
+         AND convert_from(body, 'UTF8') LIKE '%\"uid\":\"a\"%'",
+    )
+    .fetch_one(&t.pool)
+    .await
+    .unwrap();
+    let body = json!({"name": "C", "uid": "c"});
+    let fingerprint = {
+        use sha2::Digest;
+        sha2::Sha256::digest(serde_json::to_vec(&body).unwrap()).to_vec()
+    };
+    sqlx::query(
+        "INSERT INTO herald.idempotency (scope, key, request, fingerprint, locked_until) \
+         SELECT scope, 'stuck', 'POST /api/v1/app', $1, now() + interval '1 second' \
+         FROM herald.idempotency WHERE scope = $2 LIMIT 1",
+    )
+    .bind(&fingerprint)
+    .bind(&scope)
+    .execute(&t.pool)
+    .await
+    .unwrap();
+    let (s, _) = post(TOKEN, "stuck", body.clone()).await;
+    assert_eq!(s, 409, "still in progress");
+    let mut last = 0;
+    let ran = wait_until(
+        Duration::from_secs(10),
+        || post(TOKEN, "stuck", body.clone()),
+        |(s, _)| {
+            last = *s;
+            *s == 201
+        },
+    )
+    .await;
+    assert!(
+        ran,
+        "the request ran again after the lock expired; last {last}"
+    );
+    let (s, replay) = post(TOKEN, "stuck", body.clone()).await;
+    assert_eq!(
+        (s, replay["uid"].as_str()),
+        (201, Some("c")),
+        "and is answered once more"
+    );
+    t.finish().await;
+}
