@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{
     application,
     attempt::status_of,
-    endpoint,
+    endpoint::{self, EndpointOut},
     error::{ApiError, ApiResult, HttpErrorOut},
     message::{self, MessageOut, MessageRow},
     pagination::{ListResponse, Ordering, Page, PageQuery},
@@ -29,16 +29,8 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageEndpointOut {
-    pub id: String,
-    pub uid: Option<String>,
-    pub url: String,
-    pub description: String,
-    pub throttle_rate: Option<i32>,
-    pub disabled: bool,
-    pub event_types: Option<Vec<String>>,
-    pub channels: Option<Vec<String>>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub endpoint: EndpointOut,
     /// 0 success, 1 pending, 2 fail (dead), 3 sending.
     #[schema(minimum = 0, maximum = 4)]
     pub status: i16,
@@ -49,16 +41,8 @@ pub struct MessageEndpointOut {
 
 #[derive(sqlx::FromRow)]
 struct DestinationRow {
-    id: String,
-    uid: Option<String>,
-    url: String,
-    description: String,
-    rate_limit: Option<i32>,
-    disabled: bool,
-    event_types: Option<Vec<String>>,
-    channels: Option<Vec<String>>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
+    #[sqlx(flatten)]
+    endpoint: EndpointOut,
     status: String,
     next_attempt_at: DateTime<Utc>,
 }
@@ -67,16 +51,7 @@ impl From<DestinationRow> for MessageEndpointOut {
     fn from(r: DestinationRow) -> Self {
         let (status, status_text) = status_of(&r.status);
         MessageEndpointOut {
-            id: r.id,
-            uid: r.uid,
-            url: r.url,
-            description: r.description,
-            throttle_rate: r.rate_limit,
-            disabled: r.disabled,
-            event_types: r.event_types,
-            channels: r.channels,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
+            endpoint: r.endpoint,
             status,
             status_text,
             next_attempt: (status == 1).then_some(r.next_attempt_at),
@@ -99,17 +74,21 @@ async fn destinations(
     let app_id = application::resolve(&pool, &path.app_id).await?;
     let msg_id = message::resolve_id(&pool, &app_id, &path.msg_id).await?;
     let page = Page::new(&q, Ordering::Ascending)?;
-    let mut qb = sqlx::QueryBuilder::new(
-        "SELECT e.id, e.uid, e.url, e.description, e.rate_limit, e.disabled, e.event_types, \
-                e.channels, e.created_at, e.updated_at, d.status::text AS status, d.next_attempt_at \
+    let mut qb = sqlx::QueryBuilder::new(format!(
+        "SELECT {}, d.status::text AS status, d.next_attempt_at \
          FROM herald.delivery d JOIN herald.endpoint e ON e.id = d.endpoint_id \
          WHERE d.message_id = ",
-    );
+        endpoint::COLUMNS_OF_E
+    ));
     qb.push_bind(msg_id);
     page.push_to(&mut qb, "e.id");
     let rows: Vec<DestinationRow> = qb.build_query_as().fetch_all(pool.get_ref()).await?;
     let rows: Vec<MessageEndpointOut> = rows.into_iter().map(Into::into).collect();
-    Ok(HttpResponse::Ok().json(ListResponse::from_rows(rows, &page, |e| e.id.clone())))
+    Ok(
+        HttpResponse::Ok().json(ListResponse::from_rows(rows, &page, |e| {
+            e.endpoint.id.clone()
+        })),
+    )
 }
 
 /// A message sent to an endpoint, with the delivery's status.

@@ -57,6 +57,10 @@ pub struct EndpointOut {
 pub const COLUMNS: &str =
     "id, uid, url, description, rate_limit AS throttle_rate, disabled, event_types, channels, \
      metadata, created_at, updated_at, disabled_reason, disabled_at";
+/// The same, of an endpoint aliased `e` in a join.
+pub const COLUMNS_OF_E: &str =
+    "e.id, e.uid, e.url, e.description, e.rate_limit AS throttle_rate, e.disabled, e.event_types, \
+     e.channels, e.metadata, e.created_at, e.updated_at, e.disabled_reason, e.disabled_at";
 
 /// A new endpoint.
 #[derive(Debug, Deserialize, ToSchema)]
