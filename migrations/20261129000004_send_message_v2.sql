@@ -13,6 +13,12 @@ LANGUAGE sql STABLE AS $$
                      WHERE name = 'max_deliver_ahead'), interval '90 days')
 $$;
 
+-- The new argument means a new function. What an operator set on the old one (EXECUTE
+-- granted to producers' roles, SECURITY DEFINER) is carried over to the new one below.
+CREATE TEMP TABLE herald_old_send_message ON COMMIT DROP AS
+    SELECT proacl, prosecdef FROM pg_proc
+    WHERE oid = 'herald.send_message(text, text, text, text, text[], text[])'::regprocedure;
+
 DROP FUNCTION herald.send_message(text, text, text, text, text[], text[]);
 
 CREATE FUNCTION herald.send_message(
@@ -101,6 +107,29 @@ BEGIN
 END
 $$;
 
+DO $$
+DECLARE
+    old record;
+    g   record;
+    fn  constant text := 'herald.send_message(text, text, text, text, text[], text[], timestamptz)';
+BEGIN
+    SELECT * INTO old FROM herald_old_send_message;
+    IF old.prosecdef THEN
+        EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER', fn);
+    END IF;
+    IF old.proacl IS NOT NULL THEN
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', fn);
+        FOR g IN SELECT * FROM aclexplode(old.proacl) WHERE privilege_type = 'EXECUTE' LOOP
+            IF g.grantee = 0 THEN
+                EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', fn);
+            ELSE
+                EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', fn, g.grantee::regrole::text);
+            END IF;
+        END LOOP;
+    END IF;
+END
+$$;
+
 DROP FUNCTION herald.send_messages(herald.new_message[]);
 DROP TYPE herald.new_message;
 
@@ -120,6 +149,16 @@ CREATE TYPE herald.new_message AS (
     idem_request        text,
     idem_fingerprint    bytea
 );
+
+-- The messages of a call as rows, numbered from 1 in input order.
+CREATE FUNCTION herald.message_rows(messages herald.new_message[])
+RETURNS TABLE (app text, event_type text, payload text, event_id text, channels text[],
+               tags text[], deliver_at timestamptz, payload_expires_at timestamptz,
+               idem_scope text, idem_key text, idem_request text, idem_fingerprint bytea,
+               ord bigint)
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT * FROM unnest(messages) WITH ORDINALITY
+$$;
 
 -- One row per input message, in input order (`ord` counts from 1):
 --   app_id       NULL when no application has that id or uid (nothing written);
@@ -158,9 +197,7 @@ BEGIN
         -- never answered (its lock expired) is taken over if it was for this same request.
         WITH k AS (
             SELECT i.ord, i.idem_scope, i.idem_key, i.idem_request, i.idem_fingerprint
-            FROM unnest(messages) WITH ORDINALITY
-                AS i(app, event_type, payload, event_id, channels, tags, deliver_at,
-                     payload_expires_at, idem_scope, idem_key, idem_request, idem_fingerprint, ord)
+            FROM herald.message_rows(messages) i
             WHERE i.idem_key IS NOT NULL
         ), claimed AS (
             INSERT INTO herald.idempotency AS x (scope, key, request, fingerprint, status)
@@ -169,6 +206,7 @@ BEGIN
                 SET fingerprint = EXCLUDED.fingerprint, status = 202, body = NULL,
                     locked_until = NULL, created_at = now()
                 WHERE x.status IS NULL AND x.message_id IS NULL AND x.request = EXCLUDED.request
+                  AND x.fingerprint = EXCLUDED.fingerprint
                   AND coalesce(x.locked_until, '-infinity') < now()
             RETURNING x.scope, x.key
         )
@@ -180,9 +218,7 @@ BEGIN
         SELECT i.*, herald.new_id('msg') AS new_id,
             (SELECT a.id FROM herald.application a WHERE a.id = i.app OR a.uid = i.app
              ORDER BY a.id = i.app DESC LIMIT 1) AS app_id
-        FROM unnest(messages) WITH ORDINALITY
-            AS i(app, event_type, payload, event_id, channels, tags, deliver_at,
-                 payload_expires_at, idem_scope, idem_key, idem_request, idem_fingerprint, ord)
+        FROM herald.message_rows(messages) i
         WHERE i.idem_key IS NULL OR i.ord = ANY (v_claimed)
     ), checked AS MATERIALIZED (
         -- One index lookup per message with an eventId (a join could be planned as a
@@ -233,9 +269,7 @@ BEGIN
         -- request may simply be sent again.
         WITH outcome AS (
             SELECT i.idem_scope, i.idem_key, u.created_at IS NOT NULL AS made, u.id
-            FROM unnest(messages) WITH ORDINALITY
-                AS i(app, event_type, payload, event_id, channels, tags, deliver_at,
-                     payload_expires_at, idem_scope, idem_key, idem_request, idem_fingerprint, ord)
+            FROM herald.message_rows(messages) i
             JOIN unnest(v_ord, v_id, v_created) AS u(ord, id, created_at) ON u.ord = i.ord
             WHERE i.ord = ANY (v_claimed)
         ), recorded AS (
@@ -274,9 +308,7 @@ BEGIN
         u.created_at IS NOT NULL, u.created_at,
         i.idem_key IS NOT NULL AND u.ord IS NULL,
         x.request, x.fingerprint, x.status, x.body, x.message_id
-    FROM unnest(messages) WITH ORDINALITY
-        AS i(app, event_type, payload, event_id, channels, tags, deliver_at,
-             payload_expires_at, idem_scope, idem_key, idem_request, idem_fingerprint, ord)
+    FROM herald.message_rows(messages) i
     LEFT JOIN unnest(v_ord, v_app, v_event_id, v_id, v_created)
         AS u(ord, app_id, event_id, id, created_at) ON u.ord = i.ord
     LEFT JOIN herald.idempotency x

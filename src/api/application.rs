@@ -160,6 +160,7 @@ struct CreateQuery {
     responses(
         (status = 201, description = "Created", body = ApplicationOut),
         (status = 200, description = "It existed (`get_if_exists=true`)", body = ApplicationOut),
+        (status = 404, description = "`get_if_exists=true` lost a race with a delete", body = super::error::HttpErrorOut),
     )
 )]
 #[post("/app")]

@@ -108,7 +108,8 @@ fn complete(path: &str, method: &Method, op: &mut Operation) {
         "The database is unavailable or too busy; retry after `Retry-After` seconds",
         false,
     );
-    if path.contains('{') {
+    let has_path = path.contains('{');
+    if has_path {
         add(404, "A resource the path names does not exist", false);
     }
     if has_body || post {
@@ -117,8 +118,7 @@ fn complete(path: &str, method: &Method, op: &mut Operation) {
             "Malformed JSON, an empty body, or a malformed `idempotency-key`",
             false,
         );
-    }
-    if has_body {
+        // (The idempotency middleware reads a POST's body whatever it is.)
         add(
             413,
             "The body is larger than `HERALD_MAX_PAYLOAD_BYTES`",
@@ -133,7 +133,8 @@ fn complete(path: &str, method: &Method, op: &mut Operation) {
             false,
         );
     }
-    if has_body || has_query || post {
+    // A path value PostgreSQL cannot take (a NUL character) is refused as invalid too.
+    if has_body || has_query || post || has_path {
         add(
             422,
             "A value is invalid, a field is not supported, or an `idempotency-key` was \
@@ -166,8 +167,10 @@ fn idempotency_key() -> Parameter {
         .parameter_in(ParameterIn::Header)
         .required(Required::False)
         .description(Some(
-            "Makes a retried POST safe: the first answer is stored (24 hours) and replayed to \
-             every retry with the same key and body; nothing is done twice.",
+            "Makes a retried POST safe: the first answer is stored (for \
+             `HERALD_IDEMPOTENCY_RETENTION`) and replayed to every retry with the same key and \
+             body. A message create is never done twice; another POST runs again only if its \
+             first run never answered within `HERALD_IDEMPOTENCY_LOCK`.",
         ))
         .schema(Some(
             utoipa::openapi::ObjectBuilder::new()
@@ -211,26 +214,27 @@ impl MethodTable {
                 .collect();
             table.push((segments, methods));
         }
-        // Literal segments win over parameters (`/msg/precheck/active` over `/msg/{id}/...`).
-        table.sort_by_key(|(s, _): &(Vec<Segment>, _)| {
-            s.iter().filter(|x| **x == Segment::Param).count()
-        });
         MethodTable(table)
     }
 
-    /// The methods `path` accepts, if it is a documented path.
-    pub fn allowed(&self, path: &str) -> Option<&[String]> {
+    /// The methods `path` accepts (of every documented path it matches), if any.
+    pub fn allowed(&self, path: &str) -> Option<Vec<String>> {
         let parts: Vec<&str> = path.split('/').collect();
-        self.0
+        let mut methods: Vec<String> = self
+            .0
             .iter()
-            .find(|(segments, _)| {
+            .filter(|(segments, _)| {
                 segments.len() == parts.len()
                     && segments.iter().zip(&parts).all(|(s, p)| match s {
                         Segment::Param => !p.is_empty(),
                         Segment::Literal(l) => l == p,
                     })
             })
-            .map(|(_, methods)| methods.as_slice())
+            .flat_map(|(_, methods)| methods.iter().cloned())
+            .collect();
+        methods.sort();
+        methods.dedup();
+        (!methods.is_empty()).then_some(methods)
     }
 }
 
@@ -274,11 +278,11 @@ mod tests {
         let t = MethodTable::from_document(&doc);
         assert_eq!(
             t.allowed("/api/v1/app/acme/msg"),
-            Some(&["GET".to_string(), "POST".to_string()][..])
+            Some(vec!["GET".to_string(), "POST".to_string()])
         );
         assert_eq!(
             t.allowed("/api/v1/app/acme/msg/precheck/active"),
-            Some(&["POST".to_string()][..])
+            Some(vec!["POST".to_string()])
         );
         assert_eq!(t.allowed("/api/v1/app//msg"), None);
         assert_eq!(t.allowed("/api/v1/nothing"), None);

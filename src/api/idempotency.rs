@@ -102,6 +102,9 @@ impl Replay {
 
     pub fn into_response(self) -> Result<HttpResponse, ApiError> {
         match self {
+            Replay::Stored { status, body } if body.is_empty() => {
+                Ok(replayed(HttpResponse::build(status)).finish())
+            }
             Replay::Stored { status, body } => Ok(replayed(HttpResponse::build(status))
                 .insert_header((header::CONTENT_TYPE, "application/json"))
                 .body(body)),
@@ -146,11 +149,12 @@ pub async fn replay_or_record(
     };
     req.set_payload(Payload::from(body.freeze()));
 
-    let (_, claimed) = writers
+    let (claim, claimed) = writers
         .key_claims
         .write(KeyClaim::new(keyed.clone(), lock))
         .await
         .map_err(ApiError::from)?;
+    let token = claim.token;
     if !claimed {
         let held = log::held(&pool, &keyed.scope, &keyed.key)
             .await
@@ -162,13 +166,13 @@ pub async fn replay_or_record(
     let response = match next.call(req).await {
         Ok(r) => r,
         Err(e) => {
-            forget(&pool, &keyed).await;
+            forget(&pool, &keyed, token).await;
             return Err(e);
         }
     };
     let status = response.status();
     if status.is_server_error() {
-        forget(&pool, &keyed).await;
+        forget(&pool, &keyed, token).await;
         return Ok(response.map_into_boxed_body());
     }
     let (http_req, res) = response.into_parts();
@@ -179,21 +183,21 @@ pub async fn replay_or_record(
     let answer = KeyAnswer {
         scope: keyed.scope,
         key: keyed.key,
+        token,
         status: status.as_u16() as i16,
         body: bytes.clone(),
     };
-    // If recording fails, the claim's lock expires and a retry runs the request again.
-    writers
-        .key_answers
-        .write(answer)
-        .await
-        .map_err(ApiError::from)?;
+    // The request did what it did: its answer goes to the client even if it cannot be
+    // recorded (the claim's lock then expires, and a retry after it runs the request again).
+    if let Err(error) = writers.key_answers.write(answer).await {
+        tracing::warn!(%error, "could not record the answer of a request with an idempotency-key");
+    }
     let res = head.set_body(BoxBody::new(bytes));
     Ok(ServiceResponse::new(http_req, res))
 }
 
-async fn forget(pool: &PgPool, keyed: &KeyedRequest) {
-    if let Err(error) = log::forget(pool, &keyed.scope, &keyed.key).await {
+async fn forget(pool: &PgPool, keyed: &KeyedRequest, token: uuid::Uuid) {
+    if let Err(error) = log::forget(pool, &keyed.scope, &keyed.key, token).await {
         tracing::warn!(%error, "could not free an idempotency key; it frees itself when its lock expires");
     }
 }

@@ -31,8 +31,9 @@ pub struct MessageOut {
     /// `msg_…`, time-ordered: the `webhook-id` receivers see.
     pub id: String,
     pub event_type: String,
-    /// The stored bytes, verbatim; `{}` when not asked for or expunged.
-    #[schema(value_type = Object)]
+    /// The stored bytes, verbatim (an object, or any JSON a producer gave in SQL); `{}`
+    /// when not asked for or expunged.
+    #[schema(value_type = serde_json::Value)]
     pub payload: Box<RawValue>,
     pub event_id: Option<String>,
     pub channels: Option<Vec<String>>,
@@ -95,6 +96,17 @@ pub async fn find(
     let row: MessageRow = sqlx::query_as(&sql)
         .bind(app_id)
         .bind(key)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| ApiError::not_found("message"))?;
+    Ok(row.into_out(with_content))
+}
+
+/// A message by its id alone (its application is the message's own).
+pub async fn find_by_id(pool: &PgPool, id: &str, with_content: bool) -> ApiResult<MessageOut> {
+    let sql = format!("SELECT {COLUMNS} FROM herald.message m WHERE m.id = $1");
+    let row: MessageRow = sqlx::query_as(&sql)
+        .bind(id)
         .fetch_optional(pool)
         .await?
         .ok_or_else(|| ApiError::not_found("message"))?;

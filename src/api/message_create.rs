@@ -112,11 +112,13 @@ impl MessageIn {
         p.finish()
     }
 
+    /// Counted from when the message is to be delivered: a scheduled message keeps its
+    /// payload until then, and for the retention after.
     fn payload_expires_at(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let hours = self
             .payload_retention_hours
             .or(self.payload_retention_period.map(|d| d * 24))?;
-        Some(now + chrono::Duration::hours(hours))
+        Some(self.deliver_at.unwrap_or(now).max(now) + chrono::Duration::hours(hours))
     }
 }
 
@@ -163,10 +165,7 @@ pub async fn create(
             let Some(new_app) = &input.application else {
                 return Err(ApiError::not_found("application"));
             };
-            message.app = match application::find(&pool, &app).await? {
-                Some(a) => a.id, // created meanwhile
-                None => create_application(&pool, &app, new_app).await?,
-            };
+            message.app = create_application(&pool, &app, new_app).await?;
             write(message).await.map_err(invalid_payload)?
         }
         written => written,
@@ -183,8 +182,9 @@ pub async fn create(
             deliver_at: message.deliver_at,
         })),
         Written::Duplicate { id } => Err(ApiError::Conflict(format!(
-            "a message with eventId '{}' already exists: {id}",
-            message.event_id.unwrap_or_default()
+            "a message with eventId '{}' already exists: {}",
+            message.event_id.unwrap_or_default(),
+            id.unwrap_or_default()
         ))),
         Written::NoApplication => Err(ApiError::not_found("application")),
         Written::KeyTaken(holder) => {
@@ -192,8 +192,7 @@ pub async fn create(
             let replay = idempotency::Replay::of(&key, holder)?;
             match replay {
                 idempotency::Replay::Message(id) => {
-                    let app_id = application::resolve(&pool, &app).await?;
-                    let msg = message::find(&pool, &app_id, &id, content.wanted()).await?;
+                    let msg = message::find_by_id(&pool, &id, content.wanted()).await?;
                     Ok(idempotency::replayed(HttpResponse::Accepted()).json(msg))
                 }
                 other => other.into_response(),
@@ -202,18 +201,25 @@ pub async fn create(
     }
 }
 
-/// The application a message's path names, created from the message's `application`.
+/// The application a message's path names (a uid), created from the message's
+/// `application`; the one a concurrent request created meanwhile if it won the race.
 async fn create_application(
     pool: &PgPool,
     key: &str,
     new_app: &ApplicationIn,
 ) -> ApiResult<String> {
+    // An id names an application that exists or not; a uid can be given to a new one.
+    if validate::looks_like_id(key) {
+        return Err(ApiError::not_found("application"));
+    }
     new_app.validate("application.")?;
     let mut new_app = new_app.clone();
-    if new_app.uid.is_none() && validate::uid("uid", key).is_ok() {
-        new_app.uid = Some(key.to_string());
+    let uid = new_app.uid.get_or_insert_with(|| key.to_string()).clone();
+    match application::insert(pool, &new_app).await {
+        Ok(app) => Ok(app.id),
+        Err(ApiError::Conflict(_)) => application::resolve(pool, &uid).await,
+        Err(e) => Err(e),
     }
-    Ok(application::insert(pool, &new_app).await?.id)
 }
 
 /// `herald.send_messages` refuses what PostgreSQL's JSON parser refuses: that is the

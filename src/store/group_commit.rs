@@ -153,7 +153,9 @@ async fn writer<T: Batch>(
         match write_batch(&mut conn, &options, timeout, &batch).await {
             Ok(outputs) => answer(batch, outputs),
             // One item's data refused: each alone, so that only its caller gets the error.
-            Err(sqlx::Error::Database(_)) if batch.len() > 1 => {
+            // (Not for load or an outage: a statement timeout would then cost one timeout per
+            // item.)
+            Err(e) if batch.len() > 1 && caused_by_data(&e) => {
                 for pending in batch {
                     let alone = [pending];
                     match write_batch(&mut conn, &options, timeout, &alone).await {
@@ -165,6 +167,13 @@ async fn writer<T: Batch>(
             Err(e) => fail(batch, e, &mut conn),
         }
     }
+}
+
+/// A database error that an item's data can cause (data exception, constraint violation).
+fn caused_by_data(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c.starts_with("22") || c.starts_with("23"))
 }
 
 /// The queued items the next statement takes, marked as being written. Items whose caller

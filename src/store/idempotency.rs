@@ -46,10 +46,13 @@ impl KeyedRequest {
     }
 }
 
-/// Claims a key for a request about to run, until `locked_until`.
+/// Claims a key for a request about to run, until `locked_until`. The token marks the claim
+/// as this request's: its answer (or its release) touches the key only while it still holds
+/// it (a request that outlives its lock may find its key taken over by a retry).
 pub struct KeyClaim {
     pub request: KeyedRequest,
     pub locked_until: DateTime<Utc>,
+    pub token: uuid::Uuid,
 }
 
 impl KeyClaim {
@@ -57,12 +60,13 @@ impl KeyClaim {
         KeyClaim {
             request,
             locked_until: Utc::now() + chrono::Duration::from_std(lock).unwrap_or_default(),
+            token: uuid::Uuid::new_v4(),
         }
     }
 }
 
 /// `true` when this claim took the key (the request runs): it was free, or held by a claim
-/// whose lock expired without an answer.
+/// of the same request (route and body) whose lock expired without an answer.
 impl Batch for KeyClaim {
     type Output = bool;
 
@@ -80,13 +84,14 @@ impl Batch for KeyClaim {
                 .map(|c| c.request.fingerprint.as_slice())
                 .collect();
             let until: Vec<DateTime<Utc>> = claims.iter().map(|c| c.locked_until).collect();
+            let tokens: Vec<uuid::Uuid> = claims.iter().map(|c| c.token).collect();
             let taken: Vec<(String, String)> = sqlx::query_as(
-                "INSERT INTO herald.idempotency AS x (scope, key, request, fingerprint, locked_until) \
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[]) \
-                 ON CONFLICT (scope, key) DO UPDATE SET request = EXCLUDED.request, \
-                     fingerprint = EXCLUDED.fingerprint, locked_until = EXCLUDED.locked_until, \
-                     created_at = now() \
+                "INSERT INTO herald.idempotency AS x (scope, key, request, fingerprint, locked_until, claim_token) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::uuid[]) \
+                 ON CONFLICT (scope, key) DO UPDATE SET locked_until = EXCLUDED.locked_until, \
+                     claim_token = EXCLUDED.claim_token, created_at = now() \
                    WHERE x.status IS NULL AND x.message_id IS NULL \
+                     AND x.request = EXCLUDED.request AND x.fingerprint = EXCLUDED.fingerprint \
                      AND coalesce(x.locked_until, '-infinity') < now() \
                  RETURNING x.scope, x.key",
             )
@@ -95,6 +100,7 @@ impl Batch for KeyClaim {
             .bind(col(|r| &r.request))
             .bind(&fingerprints)
             .bind(&until)
+            .bind(&tokens)
             .fetch_all(conn)
             .await?;
             Ok(claims
@@ -114,10 +120,11 @@ impl Batch for KeyClaim {
     }
 }
 
-/// The answer to replay for a claimed key.
+/// The answer to replay for a claimed key, recorded while the claim is still `token`'s.
 pub struct KeyAnswer {
     pub scope: String,
     pub key: String,
+    pub token: uuid::Uuid,
     pub status: i16,
     pub body: bytes::Bytes,
 }
@@ -135,15 +142,18 @@ impl Batch for KeyAnswer {
             let keys: Vec<&str> = answers.iter().map(|a| a.key.as_str()).collect();
             let statuses: Vec<i16> = answers.iter().map(|a| a.status).collect();
             let bodies: Vec<&[u8]> = answers.iter().map(|a| a.body.as_ref()).collect();
+            let tokens: Vec<uuid::Uuid> = answers.iter().map(|a| a.token).collect();
             sqlx::query(
                 "UPDATE herald.idempotency i SET status = a.status, body = a.body, locked_until = NULL \
-                 FROM unnest($1::text[], $2::text[], $3::smallint[], $4::bytea[]) AS a(scope, key, status, body) \
-                 WHERE i.scope = a.scope AND i.key = a.key",
+                 FROM unnest($1::text[], $2::text[], $3::smallint[], $4::bytea[], $5::uuid[]) \
+                     AS a(scope, key, status, body, token) \
+                 WHERE i.scope = a.scope AND i.key = a.key AND i.claim_token = a.token",
             )
             .bind(&scopes)
             .bind(&keys)
             .bind(&statuses)
             .bind(&bodies)
+            .bind(&tokens)
             .execute(conn)
             .await?;
             Ok(vec![(); answers.len()])
@@ -186,15 +196,21 @@ pub async fn held(pool: &PgPool, scope: &str, key: &str) -> Result<Held, sqlx::E
     }))
 }
 
-/// Frees a claim whose request will not be answered (it failed): a retry runs it again. If
-/// this fails too, the claim's lock expires by itself.
-pub async fn forget(pool: &PgPool, scope: &str, key: &str) -> Result<(), sqlx::Error> {
+/// Frees a claim whose request will not be answered (it failed), if it is still `token`'s:
+/// a retry runs the request again. If this fails too, the claim's lock expires by itself.
+pub async fn forget(
+    pool: &PgPool,
+    scope: &str,
+    key: &str,
+    token: uuid::Uuid,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "DELETE FROM herald.idempotency WHERE scope = $1 AND key = $2 \
+        "DELETE FROM herald.idempotency WHERE scope = $1 AND key = $2 AND claim_token = $3 \
          AND status IS NULL AND message_id IS NULL",
     )
     .bind(scope)
     .bind(key)
+    .bind(token)
     .execute(pool)
     .await?;
     Ok(())

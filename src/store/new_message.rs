@@ -41,8 +41,9 @@ pub enum Written {
         id: String,
         timestamp: DateTime<Utc>,
     },
-    /// The application already has a message with this `eventId`: nothing was written.
-    Duplicate { id: String },
+    /// The application already has a message with this `eventId` (`None`: it was deleted
+    /// a moment ago): nothing was written.
+    Duplicate { id: Option<String> },
     /// No application has this id or uid: nothing was written.
     NoApplication,
     /// The idempotency key is taken: nothing was written.
@@ -146,11 +147,8 @@ fn written(row: &sqlx::postgres::PgRow) -> Result<Written, sqlx::Error> {
     Ok(match (app_id, id, created, created_at) {
         (None, ..) => Written::NoApplication,
         (_, Some(id), true, Some(timestamp)) => Written::Created { id, timestamp },
-        (_, Some(id), false, _) => Written::Duplicate { id },
-        _ => {
-            return Err(sqlx::Error::Protocol(
-                "herald.send_messages answered without a message id".into(),
-            ))
-        }
+        // Not created: the eventId was taken (its message may be gone by now). Never an
+        // error here: the batch has committed, the other messages in it are written.
+        (_, id, _, _) => Written::Duplicate { id },
     })
 }

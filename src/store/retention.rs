@@ -9,7 +9,7 @@
 //!   retry or a replay still has something to send;
 //! - idempotency keys older than their own, shorter, cutoff;
 //! - payloads whose message asked for a shorter retention (`payloadRetentionPeriod`/`Hours`),
-//!   the message kept;
+//!   the message kept, once none of its deliveries waits;
 //! - background task records;
 //! - closed circuit-breaker rows not updated since the cutoff (instances that are gone).
 //!
@@ -132,10 +132,15 @@ pub async fn prune_batch(
     .rows_affected();
     // Payloads whose message asked for a shorter retention (`payloadRetentionPeriod`): the
     // message and its history stay.
+    // Never while a delivery of it still waits or runs: what was accepted is sent first
+    // (its expiry is counted from its delivery time, and a receiver may be down meanwhile).
     let payloads = sqlx::query(
         "UPDATE herald.message SET payload = NULL WHERE id IN (
-             SELECT id FROM herald.message
-              WHERE payload IS NOT NULL AND payload_expires_at < now() LIMIT $1)",
+             SELECT m.id FROM herald.message m
+              WHERE m.payload IS NOT NULL AND m.payload_expires_at < now()
+                AND NOT EXISTS (SELECT 1 FROM herald.delivery d WHERE d.message_id = m.id
+                                  AND d.status IN ('pending', 'sending'))
+              LIMIT $1)",
     )
     .bind(batch)
     .execute(&mut *tx)
