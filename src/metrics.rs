@@ -20,7 +20,7 @@ use prometheus_client::{
 
 use crate::{
     breaker::State,
-    delivery::{Disposition, Outcome},
+    delivery::{DeferReason, Disposition, Outcome},
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -174,7 +174,7 @@ impl Metrics {
             Disposition::Retry { .. } => "failure",
             Disposition::Dead { .. } | Disposition::DisableEndpoint { .. } => "dead",
             Disposition::Defer { why, .. } => {
-                self.record_deferral(why, endpoint());
+                self.record_deferral(*why, endpoint());
                 return;
             }
         };
@@ -190,9 +190,12 @@ impl Metrics {
         }
     }
 
-    pub fn record_deferral(&self, reason: &'static str, endpoint: String) {
+    pub fn record_deferral(&self, reason: DeferReason, endpoint: String) {
         self.deferrals
-            .get_or_create(&DeferralLabels { reason, endpoint })
+            .get_or_create(&DeferralLabels {
+                reason: reason.as_str(),
+                endpoint,
+            })
             .inc();
     }
 

@@ -11,13 +11,12 @@ use tracing_actix_web::TracingLogger;
 use utoipa_actix_web::AppExt;
 
 use crate::{
-    actors::supervisor::DispatcherConfig,
     api::{
         auth::ApiTokens, doc::MethodTable, health::Readiness, idempotency::KeyLock,
         message_create::MessageLimits, openapi::Document, ApiConfig, Serving,
     },
     config::{ConfigError, Settings},
-    dispatcher::Dispatcher,
+    dispatcher::{config::DispatcherConfig, Dispatcher},
     metrics::Metrics,
     store::{writers::ApiWriters, Store},
 };

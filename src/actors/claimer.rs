@@ -1,14 +1,12 @@
 //! The claimer: leases due deliveries and routes them to senders.
 //!
 //! It wakes on NOTIFY (a commit enqueued work), on a poll tick (the fallback: a notification
-//! can be lost while the listening connection is down), and whenever a full batch suggests
-//! more is waiting. It holds at most `max_in_flight` leases at once, so a slow receiver or a
-//! slow database turns into back-pressure instead of leases expiring in a queue.
+//! can be lost while the listening connection is down), at once again while a claim leaves
+//! due rows behind, and when a pause it skipped ends. What to claim is the
+//! [`InFlightBudget`]'s to say.
 
 use std::{
-    collections::HashMap,
     hash::{Hash, Hasher},
-    rc::Rc,
     time::{Duration, Instant},
 };
 
@@ -17,46 +15,13 @@ use backoff::backoff::Backoff;
 use chrono::Utc;
 
 use super::{
-    health::{Health, Heartbeat},
-    recorder::{db_backoff, Record, Recorder},
-    sender::{Dispatch, Sender},
+    Dispatch, Health, Heartbeat, PauseEndpoint, Record, RecorderAddr, Settled, StopClaiming,
+    UseRecorder, UseSender, Wake,
 };
 use crate::{
-    delivery::{Disposition, Job, Outcome},
-    store::{Store, WAKE_CHANNEL},
+    delivery::{budget::InFlightBudget, DeferReason, Disposition, Job, Outcome},
+    store::{db_backoff, Store, WAKE_CHANNEL},
 };
-
-/// Claim now (something may be due).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Wake;
-
-/// These deliveries' outcomes are in the database: their leases are no longer ours.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Settled(pub Vec<i64>);
-
-/// A sender will not take this endpoint's deliveries before `until`: do not claim them.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct PauseEndpoint {
-    pub endpoint_id: String,
-    pub until: Instant,
-}
-
-/// Shutdown: stop claiming for good.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Pause;
-
-/// The sender at this index was replaced.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SetSender(pub usize, pub Addr<Sender>);
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SetRecorder(pub Addr<Recorder>);
 
 #[derive(Clone)]
 pub struct ClaimerConfig {
@@ -75,14 +40,9 @@ pub struct ClaimerConfig {
 pub struct Claimer {
     config: ClaimerConfig,
     store: Store,
-    senders: Vec<Addr<Sender>>,
-    recorder: Addr<Recorder>,
-    /// Leases held, with when they expire and their endpoint: the back-pressure count.
-    leased: HashMap<i64, (Instant, Rc<str>)>,
-    /// Leases held per endpoint.
-    per_endpoint: HashMap<Rc<str>, usize>,
-    /// Endpoints not to claim for, until when.
-    paused_endpoints: HashMap<String, Instant>,
+    senders: Vec<Recipient<Dispatch>>,
+    recorder: RecorderAddr,
+    budget: InFlightBudget,
     claim_started: Option<Instant>,
     /// The lease token of the claim under way: if a restart drops it, its rows are
     /// released rather than left leased until they expire.
@@ -90,7 +50,7 @@ pub struct Claimer {
     orphaned: Vec<uuid::Uuid>,
     /// A wake arrived while a claim was running: claim again when it finishes.
     wake_again: bool,
-    paused: bool,
+    stopped_claiming: bool,
     backlog: Option<i64>,
     retry: backoff::ExponentialBackoff,
     health: Health,
@@ -102,22 +62,20 @@ impl Claimer {
     pub fn new(
         config: ClaimerConfig,
         store: Store,
-        senders: Vec<Addr<Sender>>,
-        recorder: Addr<Recorder>,
+        senders: Vec<Recipient<Dispatch>>,
+        recorder: RecorderAddr,
     ) -> Self {
         Claimer {
+            budget: InFlightBudget::new(config.max_in_flight, config.max_in_flight_per_endpoint),
             config,
             store,
             senders,
             recorder,
-            leased: HashMap::new(),
-            per_endpoint: HashMap::new(),
-            paused_endpoints: HashMap::new(),
             claim_started: None,
             claim_token: None,
             orphaned: Vec::new(),
             wake_again: false,
-            paused: false,
+            stopped_claiming: false,
             backlog: None,
             retry: db_backoff(),
             health: Health::default(),
@@ -126,7 +84,7 @@ impl Claimer {
     }
 
     fn wake(&mut self, ctx: &mut Context<Self>) {
-        if self.paused {
+        if self.stopped_claiming {
             return;
         }
         if self.claim_started.is_some() {
@@ -134,37 +92,19 @@ impl Claimer {
             return;
         }
         let now = Instant::now();
-        // A lease whose outcome never came back (its sender died) is the reaper's now.
-        let expired: Vec<i64> = self
-            .leased
-            .iter()
-            .filter(|(_, (e, _))| *e <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        self.release(&expired);
-        let room = self.config.max_in_flight.saturating_sub(self.leased.len());
-        if room == 0 {
-            return; // Settled wakes us when there is room again.
-        }
-        let limit = room.min(self.config.batch);
+        let Some(plan) = self.budget.plan(self.config.batch, now) else {
+            return; // A settlement wakes us when there is room again.
+        };
         self.claim_started = Some(now);
         self.wake_again = false;
-        self.paused_endpoints.retain(|_, until| *until > now);
-        let resume = first_resume(&self.paused_endpoints, now);
-        let cap = self.config.max_in_flight_per_endpoint;
-        let full = self
-            .per_endpoint
-            .iter()
-            .filter(|(_, n)| **n >= cap)
-            .map(|(e, _)| e.to_string());
-        let paused: Vec<String> = self.paused_endpoints.keys().cloned().chain(full).collect();
         let store = self.store.clone();
         let (owner, lease) = (self.config.owner.clone(), self.config.lease);
         let token = uuid::Uuid::new_v4();
         self.claim_token = Some(token);
+        let (limit, skip) = (plan.limit, plan.skip);
         let claim = async move {
             store
-                .claim_with_token(token, &owner, limit, lease, &paused)
+                .claim_with_token(token, &owner, limit, lease, &skip)
                 .await
         };
         ctx.spawn(claim.into_actor(self).map(move |result, act, ctx| {
@@ -180,7 +120,7 @@ impl Claimer {
                     act.route(claimed.jobs);
                     if more || act.wake_again {
                         ctx.notify(Wake);
-                    } else if let Some(at) = resume {
+                    } else if let Some(at) = plan.resume_at {
                         // Paused endpoints were left out of this claim, and their deliveries
                         // may be all that is waiting. Nothing else wakes us when a pause
                         // ends: without this, they would wait for the next poll tick or
@@ -206,15 +146,12 @@ impl Claimer {
         }
         self.health.succeeded += jobs.len() as u64;
         let expires = Instant::now() + self.config.lease;
+        self.budget.leased(
+            jobs.iter().map(|j| (j.delivery_id, j.endpoint.id.as_str())),
+            expires,
+        );
         let mut per_sender: Vec<Vec<Job>> = (0..self.senders.len()).map(|_| Vec::new()).collect();
         for job in jobs {
-            let endpoint: Rc<str> = match self.per_endpoint.get_key_value(job.endpoint.id.as_str())
-            {
-                Some((k, _)) => k.clone(),
-                None => Rc::from(job.endpoint.id.as_str()),
-            };
-            *self.per_endpoint.entry(endpoint.clone()).or_default() += 1;
-            self.leased.insert(job.delivery_id, (expires, endpoint));
             per_sender[sender_index(&job.endpoint.id, self.senders.len())].push(job);
         }
         for (sender, jobs) in self.senders.iter().zip(per_sender) {
@@ -234,9 +171,10 @@ impl Claimer {
                 for job in &jobs {
                     let back = Disposition::Defer {
                         at: Utc::now(),
-                        why: "sender unavailable",
+                        why: DeferReason::SenderUnavailable,
                     };
                     self.recorder
+                        .record
                         .do_send(Record(Outcome::without_attempt(job, back)));
                 }
             }
@@ -253,20 +191,6 @@ impl Claimer {
                 Ok(n) => tracing::warn!(released = n, "returned the leases of a claim cut short by a restart"),
                 Err(error) => tracing::warn!(%error, "could not release an interrupted claim; its leases will expire"),
             }));
-        }
-    }
-
-    /// These leases are no longer ours to count.
-    fn release(&mut self, ids: &[i64]) {
-        for id in ids {
-            if let Some((_, endpoint)) = self.leased.remove(id) {
-                if let Some(n) = self.per_endpoint.get_mut(&endpoint) {
-                    *n -= 1;
-                    if *n == 0 {
-                        self.per_endpoint.remove(&endpoint);
-                    }
-                }
-            }
         }
     }
 
@@ -322,11 +246,6 @@ impl Claimer {
     }
 }
 
-/// When the first of these endpoint pauses that is still running at `now` ends.
-fn first_resume(paused: &HashMap<String, Instant>, now: Instant) -> Option<Instant> {
-    paused.values().copied().filter(|until| *until > now).min()
-}
-
 /// Stable within a process, which is all routing needs.
 pub fn sender_index(endpoint_id: &str, senders: usize) -> usize {
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -372,13 +291,7 @@ impl Handler<Wake> for Claimer {
 impl Handler<Settled> for Claimer {
     type Result = ();
     fn handle(&mut self, Settled(ids): Settled, ctx: &mut Context<Self>) {
-        let was_full = self.leased.len() >= self.config.max_in_flight
-            || self
-                .per_endpoint
-                .values()
-                .any(|n| *n >= self.config.max_in_flight_per_endpoint);
-        self.release(&ids);
-        if was_full {
+        if self.budget.release(&ids) {
             self.wake(ctx);
         }
     }
@@ -387,34 +300,30 @@ impl Handler<Settled> for Claimer {
 impl Handler<PauseEndpoint> for Claimer {
     type Result = ();
     fn handle(&mut self, p: PauseEndpoint, _ctx: &mut Context<Self>) {
-        let until = self
-            .paused_endpoints
-            .entry(p.endpoint_id)
-            .or_insert(p.until);
-        *until = (*until).max(p.until);
+        self.budget.pause(p.endpoint_id, p.until);
     }
 }
 
-impl Handler<Pause> for Claimer {
+impl Handler<StopClaiming> for Claimer {
     type Result = ();
-    fn handle(&mut self, _: Pause, _ctx: &mut Context<Self>) {
-        self.paused = true;
+    fn handle(&mut self, _: StopClaiming, _ctx: &mut Context<Self>) {
+        self.stopped_claiming = true;
     }
 }
 
-impl Handler<SetSender> for Claimer {
+impl Handler<UseSender> for Claimer {
     type Result = ();
-    fn handle(&mut self, SetSender(index, addr): SetSender, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, UseSender(index, sender): UseSender, _ctx: &mut Context<Self>) {
         if let Some(slot) = self.senders.get_mut(index) {
-            *slot = addr;
+            *slot = sender;
         }
     }
 }
 
-impl Handler<SetRecorder> for Claimer {
+impl Handler<UseRecorder> for Claimer {
     type Result = ();
-    fn handle(&mut self, SetRecorder(addr): SetRecorder, _ctx: &mut Context<Self>) {
-        self.recorder = addr;
+    fn handle(&mut self, UseRecorder(recorder): UseRecorder, _ctx: &mut Context<Self>) {
+        self.recorder = recorder;
     }
 }
 
@@ -422,7 +331,7 @@ impl Handler<Heartbeat> for Claimer {
     type Result = MessageResult<Heartbeat>;
     fn handle(&mut self, _: Heartbeat, _ctx: &mut Context<Self>) -> Self::Result {
         let mut health = self.health.clone();
-        health.in_flight = self.leased.len();
+        health.in_flight = self.budget.in_flight();
         health.backlog = self.backlog;
         health.busy_since = self.claim_started;
         MessageResult(health)
@@ -430,35 +339,3 @@ impl Handler<Heartbeat> for Claimer {
 }
 
 super::stop_handlers!(Claimer);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_claim_without_paused_endpoints_schedules_no_resume() {
-        let now = Instant::now();
-        let mut paused = HashMap::new();
-        assert_eq!(first_resume(&paused, now), None);
-        paused.insert("ep_over".to_string(), now - Duration::from_secs(1));
-        assert_eq!(
-            first_resume(&paused, now),
-            None,
-            "an ended pause is not waited for"
-        );
-    }
-
-    #[test]
-    fn the_claim_after_pauses_comes_when_the_first_one_ends() {
-        let now = Instant::now();
-        let paused = HashMap::from([
-            ("ep_a".to_string(), now + Duration::from_secs(3)),
-            ("ep_b".to_string(), now + Duration::from_millis(1500)),
-            ("ep_c".to_string(), now - Duration::from_secs(1)),
-        ]);
-        assert_eq!(
-            first_resume(&paused, now),
-            Some(now + Duration::from_millis(1500))
-        );
-    }
-}

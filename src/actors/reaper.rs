@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use super::health::{Health, Heartbeat};
+use super::{Health, Heartbeat};
 use crate::store::Store;
 
 /// Rows returned per statement; the reaper loops while batches come back full.

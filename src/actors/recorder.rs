@@ -14,30 +14,11 @@ use std::{
 use actix::prelude::*;
 use backoff::backoff::Backoff;
 
-use super::{
-    claimer::{Claimer, Settled},
-    health::{Health, Heartbeat},
+use super::{CircuitChanged, ClaimerAddr, Health, Heartbeat, Record, Settled, UseClaimer};
+use crate::{
+    delivery::Outcome,
+    store::{db_backoff, Store},
 };
-use crate::{delivery::Outcome, store::Store};
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Record(pub Outcome);
-
-/// An endpoint's circuit breaker changed state.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct CircuitChanged {
-    pub endpoint_id: String,
-    pub state: &'static str,
-    pub failures: u32,
-    pub until: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-/// The claimer was replaced.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SetClaimer(pub Addr<Claimer>);
 
 #[derive(Clone)]
 pub struct RecorderConfig {
@@ -50,7 +31,7 @@ pub struct RecorderConfig {
 pub struct Recorder {
     config: RecorderConfig,
     store: Store,
-    claimer: Option<Addr<Claimer>>,
+    claimer: Option<ClaimerAddr>,
     buffer: Vec<Outcome>,
     /// The batch being written, if any. Shared with the write future so that a restart
     /// (which drops the future) can put it back without copying.
@@ -67,7 +48,7 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(config: RecorderConfig, store: Store, claimer: Option<Addr<Claimer>>) -> Self {
+    pub fn new(config: RecorderConfig, store: Store, claimer: Option<ClaimerAddr>) -> Self {
         Recorder {
             config,
             store,
@@ -106,7 +87,9 @@ impl Recorder {
                             "outcomes arrived after their lease had expired and were discarded");
                     }
                     if let Some(claimer) = &act.claimer {
-                        claimer.do_send(Settled(batch.iter().map(|o| o.delivery_id).collect()));
+                        claimer
+                            .settled
+                            .do_send(Settled(batch.iter().map(|o| o.delivery_id).collect()));
                     }
                     act.flush(ctx);
                 }
@@ -127,16 +110,6 @@ impl Recorder {
 /// The batch back from its `Rc` (the write future that shared it is gone by now).
 fn unshare(batch: Rc<Vec<Outcome>>) -> Vec<Outcome> {
     Rc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone())
-}
-
-/// Backoff for database retries: quick at first, capped, never giving up.
-pub fn db_backoff() -> backoff::ExponentialBackoff {
-    backoff::ExponentialBackoff {
-        initial_interval: Duration::from_millis(100),
-        max_interval: Duration::from_secs(5),
-        max_elapsed_time: None,
-        ..Default::default()
-    }
 }
 
 impl Actor for Recorder {
@@ -231,11 +204,11 @@ impl Recorder {
     }
 }
 
-impl Handler<SetClaimer> for Recorder {
+impl Handler<UseClaimer> for Recorder {
     type Result = ();
 
-    fn handle(&mut self, SetClaimer(addr): SetClaimer, _ctx: &mut Context<Self>) {
-        self.claimer = Some(addr);
+    fn handle(&mut self, UseClaimer(claimer): UseClaimer, _ctx: &mut Context<Self>) {
+        self.claimer = Some(claimer);
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use chrono::Utc;
 
-use super::health::{Health, Heartbeat};
+use super::{Health, Heartbeat};
 use crate::store::{
     retention::{prune_batch, Pruned},
     Store,

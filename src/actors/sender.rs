@@ -1,41 +1,34 @@
 //! A sender: one thread, one HTTP client, the deliveries of the endpoints routed to it.
 //!
-//! Each endpoint has a [`Lane`] here (its queue, in-flight cap, circuit breaker and rate
-//! limiter). The sender runs up to `sender_concurrency` deliveries at once across lanes,
-//! each through the pipeline in [`crate::delivery`]. A panic inside the pipeline is caught
-//! here and turned into a deferral, so one poisonous delivery cannot take the sender (or
-//! the other endpoints it carries) down.
+//! What to start, hand back or wait for is the [`Scheduler`]'s to say; the sender carries
+//! out its actions: each delivery runs through the pipeline in [`crate::delivery`], and a
+//! panic inside it is caught here and turned into a deferral, so one poisonous delivery
+//! cannot take the sender (or the other endpoints it carries) down.
 
-use std::{
-    collections::{HashMap, HashSet, VecDeque},
-    panic::AssertUnwindSafe,
-    rc::Rc,
-    time::{Duration, Instant},
-};
+use std::{panic::AssertUnwindSafe, rc::Rc, time::Duration};
 
 use actix::prelude::*;
 use chrono::Utc;
 use futures_util::FutureExt;
 
 use super::{
-    claimer::{Claimer, PauseEndpoint},
-    health::{Health, Heartbeat},
-    recorder::{CircuitChanged, Record, Recorder},
+    CircuitChanged, ClaimerAddr, Dispatch, Drain, Health, Heartbeat, PauseEndpoint, Record,
+    RecorderAddr, UseClaimer, UseRecorder,
 };
 use crate::{
     breaker::Transition,
     delivery::{
         http::{HttpSender, HttpSettings},
-        lane::{Lane, LaneConfig, Step},
-        pipeline, Disposition, Job, Outcome,
+        lane::LaneConfig,
+        pipeline,
+        scheduler::{Action, Scheduler},
+        DeferReason, Disposition, Job, Outcome,
     },
     retry::RetryPolicy,
 };
 
 /// How long a delivery whose processing panicked waits before it is tried again.
 const PANIC_BACKOFF: Duration = Duration::from_secs(1);
-/// Lanes with nothing to do are forgotten after this long (their breaker state with them).
-const LANE_IDLE_EXPIRY: Duration = Duration::from_secs(600);
 
 #[derive(Clone)]
 pub struct SenderConfig {
@@ -50,38 +43,13 @@ pub struct SenderConfig {
     pub fault_stop_every: u64,
 }
 
-/// Jobs for this sender.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Dispatch(pub Vec<Job>);
-
-/// Shutdown: hand back everything not yet started; finish what is in flight.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Drain;
-
-/// The recorder was replaced.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SetRecorder(pub Addr<Recorder>);
-
-/// The claimer (started after the senders, or replaced).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SetClaimer(pub Addr<Claimer>);
-
 pub struct Sender {
     config: SenderConfig,
-    recorder: Addr<Recorder>,
-    claimer: Option<Addr<Claimer>>,
+    recorder: RecorderAddr,
+    claimer: Option<ClaimerAddr>,
     /// Created on this sender's own thread in `started` (awc clients are not `Send`).
     http: Option<Rc<HttpSender>>,
-    lanes: HashMap<String, Lane>,
-    /// Lanes with work that wait for a free request slot, in arrival order.
-    blocked: VecDeque<String>,
-    blocked_set: HashSet<String>,
-    /// Jobs whose request is under way, by delivery id.
-    running: HashMap<i64, Job>,
+    scheduler: Scheduler,
     draining: bool,
     /// Attempted deliveries, counted for `fault_stop_every`.
     fault_count: u64,
@@ -91,16 +59,13 @@ pub struct Sender {
 }
 
 impl Sender {
-    pub fn new(config: SenderConfig, recorder: Addr<Recorder>) -> Self {
+    pub fn new(config: SenderConfig, recorder: RecorderAddr) -> Self {
         Sender {
+            scheduler: Scheduler::new(config.lane.clone(), config.concurrency),
             config,
             recorder,
             claimer: None,
             http: None,
-            lanes: HashMap::new(),
-            blocked: VecDeque::new(),
-            blocked_set: HashSet::new(),
-            running: HashMap::new(),
             draining: false,
             fault_count: 0,
             health: Health::default(),
@@ -108,116 +73,104 @@ impl Sender {
         }
     }
 
-    /// Starts what this endpoint's lane allows now.
-    fn pump(&mut self, endpoint_id: &str, ctx: &mut Context<Self>) {
-        loop {
-            if self.running.len() >= self.config.concurrency {
-                if self.lanes.get(endpoint_id).is_some_and(|l| l.queued() > 0)
-                    && self.blocked_set.insert(endpoint_id.to_string())
-                {
-                    self.blocked.push_back(endpoint_id.to_string());
-                }
-                return;
-            }
-            let Some(lane) = self.lanes.get_mut(endpoint_id) else {
-                return;
-            };
-            let (step, transition) = lane.next(&self.config.lane, Instant::now());
-            if let Some(t) = transition {
-                self.publish(endpoint_id, t);
-            }
-            match step {
-                Step::Start(job) => self.start(job, ctx),
-                Step::Idle => return,
-                Step::Defer { jobs, after, why } => {
+    /// Carries out what the scheduler decided.
+    fn act(&mut self, actions: Vec<Action>, ctx: &mut Context<Self>) {
+        for action in actions {
+            match action {
+                Action::Start(job) => self.start(job, ctx),
+                Action::GiveBack { jobs, after, why } => {
                     let at = Utc::now() + chrono::Duration::from_std(after).unwrap_or_default();
                     self.give_back(jobs, at, why);
-                    // An endpoint that cannot take more (breaker open, too slow) should not
-                    // be claimed for meanwhile; a rate-limited one still gets its share.
-                    if why != "rate limit" {
-                        if let Some(claimer) = &self.claimer {
-                            claimer.do_send(PauseEndpoint {
-                                endpoint_id: endpoint_id.to_string(),
-                                until: Instant::now() + after,
-                            });
-                        }
-                    }
                 }
-                Step::WaitFor(wait) => {
-                    let lane = self.lanes.get_mut(endpoint_id).expect("present");
-                    if !lane.waiting {
-                        lane.waiting = true;
-                        let id = endpoint_id.to_string();
-                        ctx.run_later(wait, move |act, ctx| {
-                            if let Some(lane) = act.lanes.get_mut(&id) {
-                                lane.waiting = false;
-                            }
-                            act.pump(&id, ctx);
+                Action::PauseClaims { endpoint, until } => {
+                    if let Some(claimer) = &self.claimer {
+                        claimer.pause.do_send(PauseEndpoint {
+                            endpoint_id: endpoint,
+                            until,
                         });
                     }
-                    return;
                 }
+                Action::LookAgain { endpoint, after } => {
+                    ctx.run_later(after, move |act, ctx| {
+                        let actions = act.scheduler.lane_due(&endpoint, std::time::Instant::now());
+                        act.act(actions, ctx);
+                    });
+                }
+                Action::Circuit {
+                    endpoint,
+                    transition,
+                } => self.publish(&endpoint, transition),
             }
-        }
-    }
-
-    /// A request slot freed up: lanes that were waiting for one go first, in turn.
-    fn pump_blocked(&mut self, ctx: &mut Context<Self>) {
-        while self.running.len() < self.config.concurrency {
-            let Some(id) = self.blocked.pop_front() else {
-                return;
-            };
-            self.blocked_set.remove(&id);
-            self.pump(&id, ctx);
         }
     }
 
     fn start(&mut self, job: Job, ctx: &mut Context<Self>) {
         let Some(http) = self.http.clone() else {
-            self.give_back([job], Utc::now(), "sender not ready");
+            let now = std::time::Instant::now();
+            let endpoint = job.endpoint.id.clone();
+            let id = job.delivery_id;
+            self.give_back([job], Utc::now(), DeferReason::SenderNotReady);
+            let actions = self.scheduler.finished(id, &endpoint, false, false, now);
+            self.act(actions, ctx);
             return;
         };
         let policy = self.config.policy.clone();
         let fault = self.config.fault_panic_one_in;
-        self.running.insert(job.delivery_id, job.clone());
         let work = async move {
             let run = AssertUnwindSafe(pipeline::deliver(&job, &http, &policy, fault));
             match run.catch_unwind().await {
                 Ok(outcome) => outcome,
                 Err(panic) => {
-                    let what = panic_message(&panic);
+                    let what = crate::telemetry::panic_message(panic.as_ref());
                     tracing::error!(delivery_id = job.delivery_id, endpoint_id = %job.endpoint.id,
                         panic = %what, "delivery code panicked; the delivery will be retried");
                     Outcome::without_attempt(
                         &job,
                         Disposition::Defer {
                             at: Utc::now() + PANIC_BACKOFF,
-                            why: "panic in delivery code",
+                            why: DeferReason::Panic,
                         },
                     )
                 }
             }
         };
         ctx.spawn(work.into_actor(self).map(|outcome, act, ctx| {
-            act.running.remove(&outcome.delivery_id);
-            let endpoint_id = outcome.endpoint_id.clone();
+            let endpoint = outcome.endpoint_id.clone();
             let attempted = outcome.attempt.is_some();
             let success = outcome.disposition == Disposition::Succeeded;
-            if let Some(lane) = act.lanes.get_mut(&endpoint_id) {
-                if let Some(t) = lane.finished(attempted, success, Instant::now()) {
-                    act.publish(&endpoint_id, t);
-                }
-            }
+            let id = outcome.delivery_id;
             act.finished(outcome);
+            let actions = act.scheduler.finished(
+                id,
+                &endpoint,
+                attempted,
+                success,
+                std::time::Instant::now(),
+            );
             if attempted && act.injected_stop() {
                 // A real actor stop (not a caught panic): the actix supervisor restarts this
-                // sender in place, and `restarting` hands back what it was doing.
+                // sender in place, and `restarting` hands back what it was doing, the jobs
+                // the scheduler just started included.
+                act.publish_only(actions);
                 ctx.stop();
                 return;
             }
-            act.pump(&endpoint_id, ctx);
-            act.pump_blocked(ctx);
+            act.act(actions, ctx);
         }));
+    }
+
+    /// At an injected stop: breaker changes are still published; jobs are left to the
+    /// restart, which hands them all back.
+    fn publish_only(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            if let Action::Circuit {
+                endpoint,
+                transition,
+            } = action
+            {
+                self.publish(&endpoint, transition);
+            }
+        }
     }
 
     /// `HERALD_FAULT_SENDER_STOP_EVERY`: true when this attempted delivery is the one after
@@ -245,7 +198,7 @@ impl Sender {
             Disposition::Defer { .. } => {}
             _ => self.health.failed += 1,
         }
-        self.recorder.do_send(Record(outcome));
+        self.recorder.record.do_send(Record(outcome));
     }
 
     /// Logs a breaker transition and publishes it (the API shows breaker states).
@@ -260,12 +213,12 @@ impl Sender {
         );
         let until = match t.to {
             crate::breaker::State::Open { until } => {
-                let left = until.saturating_duration_since(Instant::now());
+                let left = until.saturating_duration_since(std::time::Instant::now());
                 Some(Utc::now() + chrono::Duration::from_std(left).unwrap_or_default())
             }
             _ => None,
         };
-        self.recorder.do_send(CircuitChanged {
+        self.recorder.circuits.do_send(CircuitChanged {
             endpoint_id: endpoint_id.to_string(),
             state: t.to.name(),
             failures: t.failures,
@@ -278,50 +231,18 @@ impl Sender {
         &mut self,
         jobs: impl IntoIterator<Item = Job>,
         at: chrono::DateTime<Utc>,
-        why: &'static str,
+        why: DeferReason,
     ) {
         for job in jobs {
             self.config
                 .metrics
                 .record_deferral(why, job.endpoint.id.clone());
-            self.recorder.do_send(Record(Outcome::without_attempt(
-                &job,
-                Disposition::Defer { at, why },
-            )));
-        }
-    }
-
-    /// Jobs that waited too long behind a saturated endpoint go back to the queue; lanes
-    /// idle for long are forgotten; lanes at their cap are looked at again (their requests
-    /// may have been hanging long enough to open the breaker).
-    fn sweep(&mut self, ctx: &mut Context<Self>) {
-        let now = Instant::now();
-        let max_hold = self.config.lane.max_hold;
-        let mut stale = Vec::new();
-        self.lanes.retain(|_, lane| {
-            stale.extend(lane.take_stale(max_hold, now));
-            !(lane.is_idle() && now.duration_since(lane.last_active) > LANE_IDLE_EXPIRY)
-        });
-        if !stale.is_empty() {
-            tracing::debug!(
-                count = stale.len(),
-                "deliveries held too long behind a busy endpoint go back to the queue"
-            );
-            self.give_back(
-                stale,
-                Utc::now() + chrono::Duration::from_std(max_hold).unwrap_or_default(),
-                "endpoint busy",
-            );
-        }
-        let cap = self.config.lane.concurrency;
-        let busy: Vec<String> = self
-            .lanes
-            .iter()
-            .filter(|(_, l)| l.in_flight >= cap)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in busy {
-            self.pump(&id, ctx);
+            self.recorder
+                .record
+                .do_send(Record(Outcome::without_attempt(
+                    &job,
+                    Disposition::Defer { at, why },
+                )));
         }
     }
 }
@@ -336,7 +257,10 @@ impl Actor for Sender {
             return;
         }
         self.http = Some(Rc::new(HttpSender::new(self.config.http.clone())));
-        ctx.run_interval(Duration::from_secs(1), |act, ctx| act.sweep(ctx));
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| {
+            let actions = act.scheduler.sweep(std::time::Instant::now());
+            act.act(actions, ctx);
+        });
     }
 }
 
@@ -344,15 +268,9 @@ impl Supervised for Sender {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         // The futures of running jobs died with the old context, and queued jobs never
         // started: hand both back now rather than wait for their leases to expire.
-        let mut abandoned: Vec<Job> = self.running.drain().map(|(_, job)| job).collect();
-        for lane in self.lanes.values_mut() {
-            abandoned.extend(lane.drain());
-        }
-        self.lanes.clear();
-        self.blocked.clear();
-        self.blocked_set.clear();
+        let abandoned = self.scheduler.abandon();
         let handed_back = abandoned.len();
-        self.give_back(abandoned, Utc::now(), "sender restarted");
+        self.give_back(abandoned, Utc::now(), DeferReason::SenderRestarted);
         if !self.terminated {
             self.health.restarts += 1;
             tracing::warn!(
@@ -370,25 +288,11 @@ impl Handler<Dispatch> for Sender {
 
     fn handle(&mut self, Dispatch(jobs): Dispatch, ctx: &mut Context<Self>) {
         if self.draining {
-            self.give_back(jobs, Utc::now(), "sender shutting down");
+            self.give_back(jobs, Utc::now(), DeferReason::SenderShuttingDown);
             return;
         }
-        let now = Instant::now();
-        let mut touched = Vec::new();
-        for job in jobs {
-            let id = job.endpoint.id.clone();
-            let config = &self.config.lane;
-            self.lanes
-                .entry(id.clone())
-                .or_insert_with(|| Lane::new(config))
-                .push(job, now);
-            if !touched.contains(&id) {
-                touched.push(id);
-            }
-        }
-        for id in touched {
-            self.pump(&id, ctx);
-        }
+        let actions = self.scheduler.dispatch(jobs, std::time::Instant::now());
+        self.act(actions, ctx);
     }
 }
 
@@ -397,24 +301,24 @@ impl Handler<Drain> for Sender {
 
     fn handle(&mut self, _: Drain, _ctx: &mut Context<Self>) {
         self.draining = true;
-        let queued: Vec<Job> = self.lanes.values_mut().flat_map(|l| l.drain()).collect();
-        self.give_back(queued, Utc::now(), "sender shutting down");
+        let queued = self.scheduler.drain();
+        self.give_back(queued, Utc::now(), DeferReason::SenderShuttingDown);
     }
 }
 
-impl Handler<SetRecorder> for Sender {
+impl Handler<UseRecorder> for Sender {
     type Result = ();
 
-    fn handle(&mut self, SetRecorder(addr): SetRecorder, _ctx: &mut Context<Self>) {
-        self.recorder = addr;
+    fn handle(&mut self, UseRecorder(recorder): UseRecorder, _ctx: &mut Context<Self>) {
+        self.recorder = recorder;
     }
 }
 
-impl Handler<SetClaimer> for Sender {
+impl Handler<UseClaimer> for Sender {
     type Result = ();
 
-    fn handle(&mut self, SetClaimer(addr): SetClaimer, _ctx: &mut Context<Self>) {
-        self.claimer = Some(addr);
+    fn handle(&mut self, UseClaimer(claimer): UseClaimer, _ctx: &mut Context<Self>) {
+        self.claimer = Some(claimer);
     }
 }
 
@@ -423,20 +327,10 @@ impl Handler<Heartbeat> for Sender {
 
     fn handle(&mut self, _: Heartbeat, _ctx: &mut Context<Self>) -> Self::Result {
         let mut health = self.health.clone();
-        health.in_flight = self.running.len();
-        health.backlog = Some(self.lanes.values().map(|l| l.queued() as i64).sum());
+        health.in_flight = self.scheduler.running();
+        health.backlog = Some(self.scheduler.queued() as i64);
         MessageResult(health)
     }
 }
 
 super::stop_handlers!(Sender);
-
-pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".into()
-    }
-}

@@ -14,7 +14,7 @@ use std::{
 
 use governor::{clock::Clock, DefaultDirectRateLimiter, Quota, RateLimiter};
 
-use super::Job;
+use super::{DeferReason, Job};
 use crate::breaker::{Admit, Breaker, BreakerConfig, Transition};
 
 #[derive(Debug, Clone)]
@@ -40,7 +40,7 @@ pub enum Step {
     Defer {
         jobs: Vec<Job>,
         after: Duration,
-        why: &'static str,
+        why: DeferReason,
     },
     /// Nothing to do until a request finishes or a job arrives.
     Idle,
@@ -111,7 +111,7 @@ impl Lane {
                         Step::Defer {
                             jobs,
                             after,
-                            why: "circuit open",
+                            why: DeferReason::CircuitOpen,
                         },
                         Some(t),
                     );
@@ -130,7 +130,7 @@ impl Lane {
                     Step::Defer {
                         jobs: back,
                         after,
-                        why: "rate limit",
+                        why: DeferReason::RateLimit,
                     },
                     None,
                 );
@@ -144,7 +144,7 @@ impl Lane {
                 Step::Defer {
                     jobs,
                     after,
-                    why: "circuit open",
+                    why: DeferReason::CircuitOpen,
                 },
                 transition,
             );
@@ -181,7 +181,7 @@ impl Lane {
         Step::Defer {
             jobs,
             after: budget.max(Duration::from_secs(1)),
-            why: "endpoint busy",
+            why: DeferReason::EndpointBusy,
         }
     }
 
@@ -319,7 +319,7 @@ mod tests {
         assert_eq!(t.to.name(), "open");
         match lane.next(&c, now).0 {
             Step::Defer { jobs, after, why } => {
-                assert_eq!((jobs.len(), why), (2, "circuit open"));
+                assert_eq!((jobs.len(), why), (2, DeferReason::CircuitOpen));
                 assert_eq!(after, Duration::from_secs(30));
             }
             other => panic!("{other:?}"),
@@ -336,7 +336,7 @@ mod tests {
             match lane.next(&c, now).0 {
                 Step::Start(_) => started += 1,
                 Step::Defer { jobs, why, .. } => {
-                    assert_eq!(why, "rate limit");
+                    assert_eq!(why, DeferReason::RateLimit);
                     assert_eq!(jobs.len() + started + lane.queued(), 10);
                     break;
                 }
@@ -361,7 +361,7 @@ mod tests {
         // only about 4 queued jobs can start within a second.
         match lane.next(&c, t0 + Duration::from_millis(500)).0 {
             Step::Defer { jobs, why, .. } => {
-                assert_eq!(why, "endpoint busy");
+                assert_eq!(why, DeferReason::EndpointBusy);
                 assert_eq!(lane.queued(), 4);
                 assert_eq!(jobs.len(), 94);
             }
@@ -382,7 +382,7 @@ mod tests {
         assert!(!matches!(
             lane.next(&c, t0 + Duration::from_secs(1)).0,
             Step::Defer {
-                why: "circuit open",
+                why: DeferReason::CircuitOpen,
                 ..
             }
         ));
@@ -392,7 +392,7 @@ mod tests {
             matches!(
                 step,
                 Step::Defer {
-                    why: "circuit open",
+                    why: DeferReason::CircuitOpen,
                     ..
                 }
             ),

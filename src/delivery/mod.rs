@@ -8,11 +8,16 @@
 //!
 //! The result is an [`Outcome`] that the store records in a batch. Nothing here knows about
 //! actors: the sender actor only wires these steps together.
+//!
+//! Around the pipeline, the plain logic the actors run: the claimer's in-flight
+//! [`budget`], and a sender's [`scheduler`] over its endpoints' [`lane`]s.
 
+pub mod budget;
 pub mod classify;
 pub mod http;
 pub mod lane;
 pub mod pipeline;
+pub mod scheduler;
 
 use std::sync::Arc;
 
@@ -89,8 +94,52 @@ pub enum Disposition {
     /// back to the queue at this time without using up an attempt.
     Defer {
         at: DateTime<Utc>,
-        why: &'static str,
+        why: DeferReason,
     },
+}
+
+/// Why a delivery went back to the queue without an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeferReason {
+    /// The endpoint's rate limit: it gets its share, later.
+    RateLimit,
+    /// The endpoint's circuit breaker is open (or just opened).
+    CircuitOpen,
+    /// The endpoint has all the requests open it may have, and they are slow.
+    EndpointBusy,
+    /// The sender it was routed to could not take it (dead or full).
+    SenderUnavailable,
+    /// Its sender restarted before sending it.
+    SenderRestarted,
+    /// Its sender is shutting down.
+    SenderShuttingDown,
+    /// Its sender had no HTTP client yet.
+    SenderNotReady,
+    /// Delivery code panicked on it.
+    Panic,
+}
+
+impl DeferReason {
+    /// The metric label (`herald_deferrals_total{reason}`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeferReason::RateLimit => "rate limit",
+            DeferReason::CircuitOpen => "circuit open",
+            DeferReason::EndpointBusy => "endpoint busy",
+            DeferReason::SenderUnavailable => "sender unavailable",
+            DeferReason::SenderRestarted => "sender restarted",
+            DeferReason::SenderShuttingDown => "sender shutting down",
+            DeferReason::SenderNotReady => "sender not ready",
+            DeferReason::Panic => "panic in delivery code",
+        }
+    }
+
+    /// Whether claims for the endpoint should pause meanwhile: an endpoint that cannot take
+    /// more (breaker open, too slow) would only have its deliveries handed straight back. A
+    /// rate-limited one still gets its share, and the other reasons are the sender's.
+    pub fn pauses_claims(self) -> bool {
+        matches!(self, DeferReason::CircuitOpen | DeferReason::EndpointBusy)
+    }
 }
 
 /// The result of processing one job, reported to the store.

@@ -76,5 +76,16 @@ pub fn index_driven(options: PgConnectOptions) -> PgConnectOptions {
     options.options([("enable_seqscan", "off")])
 }
 
+/// Backoff for retrying database work (reconnecting, a failed claim or write): quick at
+/// first, capped, never giving up.
+pub fn db_backoff() -> backoff::ExponentialBackoff {
+    backoff::ExponentialBackoff {
+        initial_interval: Duration::from_millis(100),
+        max_interval: Duration::from_secs(5),
+        max_elapsed_time: None,
+        ..Default::default()
+    }
+}
+
 /// The NOTIFY channel `herald.send_message` (and every other enqueue) signals on commit.
 pub const WAKE_CHANNEL: &str = "herald_delivery";

@@ -2,9 +2,10 @@
 
 use actix::prelude::*;
 
-use crate::actors::supervisor::{
-    ActorStatus, DispatcherConfig, RestartActor, Shutdown, Snapshot, Supervisor,
-};
+pub mod config;
+
+use crate::actors::supervisor::{ActorStatus, RestartActor, Shutdown, Snapshot, Supervisor};
+use config::DispatcherConfig;
 
 #[derive(Clone)]
 pub struct Dispatcher {
