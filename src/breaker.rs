@@ -25,12 +25,12 @@ pub struct BreakerConfig {
 impl BreakerConfig {
     pub fn from_settings(s: &crate::config::Settings) -> Self {
         BreakerConfig {
-            consecutive_failures: s.breaker_failures,
-            failure_ratio: s.breaker_failure_ratio,
-            window: s.breaker_window,
-            min_requests: s.breaker_window.div_ceil(2),
-            cooldown: s.breaker_cooldown,
-            max_cooldown: s.breaker_max_cooldown,
+            consecutive_failures: s.breaker.failures,
+            failure_ratio: s.breaker.failure_ratio,
+            window: s.breaker.window,
+            min_requests: s.breaker.window.div_ceil(2),
+            cooldown: s.breaker.cooldown,
+            max_cooldown: s.breaker.max_cooldown,
         }
     }
 }

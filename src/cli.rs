@@ -204,7 +204,7 @@ fn healthcheck(settings: &Settings, args: HealthcheckArgs) -> ExitCode {
             }
         },
         None => {
-            let mut addr = settings.listen;
+            let mut addr = settings.process.listen;
             // Listening on every interface: ask on loopback.
             if addr.ip().is_unspecified() {
                 addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());

@@ -42,10 +42,10 @@ impl RetryPolicy {
 
     pub fn from_settings(s: &crate::config::Settings) -> Self {
         Self::new(
-            s.retry_schedule.clone(),
-            s.retry_jitter,
-            s.retry_after_min,
-            s.retry_after_max,
+            s.retries.schedule.clone(),
+            s.retries.jitter,
+            s.retries.retry_after_min,
+            s.retries.retry_after_max,
         )
     }
 

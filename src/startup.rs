@@ -34,23 +34,23 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects, migrates, starts the dispatcher and binds the API, per `settings.role`.
+    /// Connects, migrates, starts the dispatcher and binds the API, per `settings.process.role`.
     /// Must run inside an actix system.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let db = database_options(&settings)?;
         let pool = PgPoolOptions::new()
-            .max_connections(settings.database_pool_size)
-            .acquire_timeout(settings.database_timeout)
+            .max_connections(settings.database.pool_size)
+            .acquire_timeout(settings.database.timeout)
             .connect_lazy_with(db.clone());
 
-        if settings.run_migrations {
-            migrate_with(&settings.database_url, &pool).await?;
+        if settings.database.run_migrations {
+            migrate_with(&settings.database.url, &pool).await?;
         }
 
         let metrics = std::sync::Arc::new(Metrics::new());
         let owner = instance_name();
         publish_runtime_settings(&pool, &owner, &settings).await;
-        let dispatcher = settings.role.runs_worker().then(|| {
+        let dispatcher = settings.process.role.runs_worker().then(|| {
             let config =
                 DispatcherConfig::from_settings(&settings, owner.clone(), db, metrics.clone());
             Dispatcher::start(config)
@@ -58,16 +58,16 @@ impl Application {
 
         // Every role listens: API instances serve the API, worker-only instances serve
         // health and metrics (so each replica can be probed and scraped).
-        let listener = TcpListener::bind(settings.listen).map_err(|e| {
+        let listener = TcpListener::bind(settings.process.listen).map_err(|e| {
             anyhow::anyhow!(
                 "cannot listen on {} ({e}): stop what uses that address, or set HERALD_LISTEN \
                  to another (127.0.0.1:0 picks a free port)",
-                settings.listen
+                settings.process.listen
             )
         })?;
         let port = listener.local_addr()?.port();
         let data = web::Data::new(pool.clone());
-        let serving = if settings.role.runs_api() {
+        let serving = if settings.process.role.runs_api() {
             Serving::Api
         } else {
             Serving::Ops
@@ -83,20 +83,20 @@ impl Application {
                 .context("serializing the OpenAPI document")?,
         )));
         let api = std::sync::Arc::new(ApiConfig {
-            tokens: ApiTokens(settings.api_tokens.clone()),
-            max_body_bytes: settings.max_payload_bytes,
+            tokens: ApiTokens(settings.api.tokens.clone()),
+            max_body_bytes: settings.api.max_payload_bytes,
             destinations: crate::destination::Policy::from_settings(&settings),
             readiness: Readiness {
                 dispatcher: dispatcher.clone(),
                 // Heartbeats are asked for every interval; allow a few to be late.
-                max_heartbeat_age: settings.heartbeat_interval * 3,
-                timeout: settings.database_timeout,
+                max_heartbeat_age: settings.supervision.heartbeat_interval * 3,
+                timeout: settings.database.timeout,
             },
             metrics,
             messages: MessageLimits {
-                max_deliver_ahead: settings.max_deliver_ahead,
+                max_deliver_ahead: settings.api.max_deliver_ahead,
             },
-            key_lock: KeyLock(settings.idempotency_lock),
+            key_lock: KeyLock(settings.api.idempotency_lock),
         });
         let server = HttpServer::new(move || {
             let (api, writers) = (api.clone(), writers.clone());
@@ -124,7 +124,7 @@ impl Application {
             Serving::Api => "API",
             Serving::Ops => "health and metrics",
         };
-        tracing::info!(address = %settings.listen, port, serving = what, "listening");
+        tracing::info!(address = %settings.process.listen, port, serving = what, "listening");
         let server = Some((server.handle(), actix_rt::spawn(server)));
 
         Ok(Application {
@@ -186,9 +186,9 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     let db = database_options(settings)?;
     let pool = PgPoolOptions::new()
         .max_connections(1)
-        .acquire_timeout(settings.database_timeout)
+        .acquire_timeout(settings.database.timeout)
         .connect_lazy_with(db);
-    let result = migrate_with(&settings.database_url, &pool).await;
+    let result = migrate_with(&settings.database.url, &pool).await;
     pool.close().await;
     result
 }
@@ -210,7 +210,7 @@ async fn migrate_with(url: &str, pool: &PgPool) -> anyhow::Result<()> {
 }
 
 fn database_options(settings: &Settings) -> anyhow::Result<PgConnectOptions> {
-    let db = PgConnectOptions::from_str(&settings.database_url).map_err(|e| ConfigError {
+    let db = PgConnectOptions::from_str(&settings.database.url).map_err(|e| ConfigError {
         setting: "HERALD_DATABASE_URL".into(),
         problem: format!("not a PostgreSQL URL: {e}"),
     })?;
@@ -268,7 +268,7 @@ fn unreachable_or(url: &str, e: sqlx::Error, doing: &str) -> anyhow::Error {
 /// Best effort: an instance that starts while the database is down keeps the values the
 /// last instance wrote (the functions' defaults before any).
 async fn publish_runtime_settings(pool: &PgPool, owner: &str, settings: &Settings) {
-    let ahead = format!("{} seconds", settings.max_deliver_ahead.as_secs());
+    let ahead = format!("{} seconds", settings.api.max_deliver_ahead.as_secs());
     if let Err(error) =
         crate::store::runtime::publish(pool, owner, &[("max_deliver_ahead", ahead)]).await
     {

@@ -8,10 +8,10 @@ use crate::config::{LogFormat, Settings};
 /// is harmless (tests build many applications in one process).
 pub fn init(settings: &Settings) {
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&settings.log_level))
+        .or_else(|_| EnvFilter::try_new(&settings.process.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
-    let installed = match settings.log_format {
+    let installed = match settings.process.log_format {
         LogFormat::Json => registry
             .with(
                 fmt::layer()

@@ -19,6 +19,7 @@ use super::{
     UseRecorder, UseSender, Wake,
 };
 use crate::{
+    config::groups::Pool,
     delivery::{budget::InFlightBudget, DeferReason, Disposition, Job, Outcome},
     store::{db_backoff, Store, WAKE_CHANNEL},
 };
@@ -27,12 +28,8 @@ use crate::{
 pub struct ClaimerConfig {
     /// This instance's name on the leases it takes.
     pub owner: String,
-    pub batch: usize,
-    pub max_in_flight: usize,
-    /// Leases one endpoint may hold: a slow endpoint cannot take the whole budget.
-    pub max_in_flight_per_endpoint: usize,
-    pub lease: Duration,
-    pub poll_interval: Duration,
+    /// Batch size, budgets (in all and per endpoint), lease, poll interval.
+    pub pool: Pool,
     /// How often the due backlog is counted for the health line.
     pub backlog_interval: Duration,
 }
@@ -66,7 +63,10 @@ impl Claimer {
         recorder: RecorderAddr,
     ) -> Self {
         Claimer {
-            budget: InFlightBudget::new(config.max_in_flight, config.max_in_flight_per_endpoint),
+            budget: InFlightBudget::new(
+                config.pool.max_in_flight,
+                config.pool.max_in_flight_per_endpoint,
+            ),
             config,
             store,
             senders,
@@ -92,13 +92,13 @@ impl Claimer {
             return;
         }
         let now = Instant::now();
-        let Some(plan) = self.budget.plan(self.config.batch, now) else {
+        let Some(plan) = self.budget.plan(self.config.pool.claim_batch, now) else {
             return; // A settlement wakes us when there is room again.
         };
         self.claim_started = Some(now);
         self.wake_again = false;
         let store = self.store.clone();
-        let (owner, lease) = (self.config.owner.clone(), self.config.lease);
+        let (owner, lease) = (self.config.owner.clone(), self.config.pool.lease_duration);
         let token = uuid::Uuid::new_v4();
         self.claim_token = Some(token);
         let (limit, skip) = (plan.limit, plan.skip);
@@ -145,7 +145,7 @@ impl Claimer {
             return;
         }
         self.health.succeeded += jobs.len() as u64;
-        let expires = Instant::now() + self.config.lease;
+        let expires = Instant::now() + self.config.pool.lease_duration;
         self.budget.leased(
             jobs.iter().map(|j| (j.delivery_id, j.endpoint.id.as_str())),
             expires,
@@ -263,7 +263,7 @@ impl Actor for Claimer {
         }
         self.release_orphans(ctx);
         self.listen(ctx);
-        ctx.run_interval(self.config.poll_interval, |act, ctx| act.wake(ctx));
+        ctx.run_interval(self.config.pool.poll_interval, |act, ctx| act.wake(ctx));
         ctx.run_interval(self.config.backlog_interval, |act, ctx| {
             act.count_backlog(ctx)
         });

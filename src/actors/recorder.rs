@@ -24,8 +24,8 @@ use crate::{
 pub struct RecorderConfig {
     /// This instance's name, under which breaker states are published.
     pub owner: String,
-    pub batch: usize,
-    pub flush_interval: Duration,
+    /// Outcome batch size and flush interval.
+    pub pool: crate::config::groups::Pool,
 }
 
 pub struct Recorder {
@@ -69,7 +69,7 @@ impl Recorder {
         if self.writing.is_some() || self.buffer.is_empty() {
             return;
         }
-        let take = self.buffer.len().min(self.config.batch);
+        let take = self.buffer.len().min(self.config.pool.outcome_batch);
         let batch = Rc::new(self.buffer.drain(..take).collect::<Vec<Outcome>>());
         self.writing = Some(batch.clone());
         self.write_started = Some(Instant::now());
@@ -147,11 +147,11 @@ impl Handler<Record> for Recorder {
 
     fn handle(&mut self, Record(outcome): Record, ctx: &mut Context<Self>) {
         self.buffer.push(outcome);
-        if self.buffer.len() >= self.config.batch {
+        if self.buffer.len() >= self.config.pool.outcome_batch {
             self.flush(ctx);
         } else if !self.flush_scheduled {
             self.flush_scheduled = true;
-            ctx.run_later(self.config.flush_interval, |act, ctx| {
+            ctx.run_later(self.config.pool.outcome_flush_interval, |act, ctx| {
                 act.flush_scheduled = false;
                 act.flush(ctx);
             });

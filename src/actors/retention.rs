@@ -18,12 +18,17 @@ const PAUSE: Duration = Duration::from_millis(50);
 
 #[derive(Clone, Debug)]
 pub struct RetentionConfig {
-    /// Messages, attempts and finished deliveries older than this are deleted.
-    pub keep: Duration,
+    /// How long rows are kept, how often and how many at a time they go.
+    pub retention: crate::config::groups::Retention,
     /// Idempotency keys older than this are deleted.
     pub keep_idempotency_keys: Duration,
-    pub interval: Duration,
-    pub batch: i64,
+}
+
+impl RetentionConfig {
+    /// Messages, attempts and finished deliveries older than this are deleted.
+    pub fn keep(&self) -> Duration {
+        Duration::from_secs(u64::from(self.retention.days) * 86_400)
+    }
 }
 
 pub struct Retention {
@@ -62,10 +67,10 @@ impl Retention {
         let age =
             |d: Duration| now - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
         let (cutoff, keys_cutoff) = (
-            age(self.config.keep),
+            age(self.config.keep()),
             age(self.config.keep_idempotency_keys),
         );
-        let (store, batch) = (self.store.clone(), self.config.batch);
+        let (store, batch) = (self.store.clone(), i64::from(self.config.retention.batch));
         self.batch_since = Some(Instant::now());
         let work = async move { prune_batch(store.pool(), cutoff, keys_cutoff, batch).await };
         ctx.spawn(work.into_actor(self).map(|result, act, ctx| {
@@ -120,10 +125,12 @@ impl Actor for Retention {
         }
         // A first pass soon after start (a restarted instance catches up), then on interval.
         ctx.run_later(
-            self.config.interval.min(Duration::from_secs(10)),
+            self.config.retention.interval.min(Duration::from_secs(10)),
             |act, ctx| act.start_pass(ctx),
         );
-        ctx.run_interval(self.config.interval, |act, ctx| act.start_pass(ctx));
+        ctx.run_interval(self.config.retention.interval, |act, ctx| {
+            act.start_pass(ctx)
+        });
     }
 }
 

@@ -36,11 +36,10 @@ pub struct SenderConfig {
     pub policy: RetryPolicy,
     pub concurrency: usize,
     pub lane: LaneConfig,
-    pub fault_panic_one_in: u64,
+    /// Fault injection (`HERALD_FAULT_*`): a panic in one delivery of N; sender-0 stopping
+    /// itself after every N attempted deliveries, so that tests can watch its restarts.
+    pub faults: crate::config::groups::Faults,
     pub metrics: crate::metrics::SharedMetrics,
-    /// Fault injection (`HERALD_FAULT_SENDER_STOP_EVERY`, sender-0 only): stop this actor
-    /// after every N attempted deliveries, so that tests can watch its restarts (0 = never).
-    pub fault_stop_every: u64,
 }
 
 pub struct Sender {
@@ -115,7 +114,7 @@ impl Sender {
             return;
         };
         let policy = self.config.policy.clone();
-        let fault = self.config.fault_panic_one_in;
+        let fault = self.config.faults.panic_one_in;
         let work = async move {
             let run = AssertUnwindSafe(pipeline::deliver(&job, &http, &policy, fault));
             match run.catch_unwind().await {
@@ -176,7 +175,7 @@ impl Sender {
     /// `HERALD_FAULT_SENDER_STOP_EVERY`: true when this attempted delivery is the one after
     /// which the sender stops itself.
     fn injected_stop(&mut self) -> bool {
-        let every = self.config.fault_stop_every;
+        let every = self.config.faults.sender_stop_every;
         if every == 0 {
             return false;
         }

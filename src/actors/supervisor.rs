@@ -75,7 +75,7 @@ impl Supervisor {
         if self.shutting_down {
             return;
         }
-        let timeout = self.config.heartbeat_interval;
+        let timeout = self.config.supervision.heartbeat_interval;
         for (index, slot) in self.slots.iter_mut().enumerate() {
             if slot.probing {
                 continue;
@@ -94,9 +94,11 @@ impl Supervisor {
     fn on_heartbeat(&mut self, index: usize, answer: Result<Health, MailboxError>) {
         let answered = answer.is_ok();
         let slot = &mut self.slots[index];
-        let verdict = slot
-            .record
-            .heard(answer, Instant::now(), self.config.stall_timeout);
+        let verdict = slot.record.heard(
+            answer,
+            Instant::now(),
+            self.config.supervision.stall_timeout,
+        );
         if answered {
             let unix = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -156,9 +158,13 @@ impl Actor for Supervisor {
             let probe = self.wiring.spawn(kind, &arbiter);
             self.slots.push(Slot::new(kind, arbiter, probe));
         }
-        tracing::info!(owner = %self.config.owner, senders = self.config.senders, "dispatcher started");
-        ctx.run_interval(self.config.heartbeat_interval, |act, ctx| act.check(ctx));
-        ctx.run_interval(self.config.health_log_interval, |act, _| act.log_health());
+        tracing::info!(owner = %self.config.owner, senders = self.config.pool.senders, "dispatcher started");
+        ctx.run_interval(self.config.supervision.heartbeat_interval, |act, ctx| {
+            act.check(ctx)
+        });
+        ctx.run_interval(self.config.supervision.health_log_interval, |act, _| {
+            act.log_health()
+        });
     }
 }
 
@@ -195,7 +201,7 @@ impl Handler<Shutdown> for Supervisor {
         let stop = async move {
             drain(
                 draining,
-                config.shutdown_grace,
+                config.supervision.shutdown_grace,
                 config.store(1),
                 &config.owner,
             )

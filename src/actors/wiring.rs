@@ -41,7 +41,7 @@ impl Wiring {
     /// claimer (which routes to them), then the others.
     pub fn start_order(&self) -> Vec<Kind> {
         let mut kinds = vec![Kind::Recorder];
-        kinds.extend((0..self.config.senders).map(Kind::Sender));
+        kinds.extend((0..self.config.pool.senders).map(Kind::Sender));
         kinds.extend([Kind::Claimer, Kind::Reaper, Kind::Retention]);
         kinds
     }
@@ -71,7 +71,7 @@ impl Wiring {
                 // The injected stop fault hits one sender, so that the others show they carry
                 // on.
                 if i != 0 {
-                    sender.fault_stop_every = 0;
+                    sender.faults.sender_stop_every = 0;
                 }
                 let recorder =
                     recorder_addr(self.recorder.as_ref().expect("recorder starts first"));
@@ -109,7 +109,11 @@ impl Wiring {
                 Box::new(addr)
             }
             Kind::Reaper => Box::new(actix::Supervisor::start_in_arbiter(&on, move |_| {
-                Reaper::new(config.store(1), config.reap_interval, config.disable_after)
+                Reaper::new(
+                    config.store(1),
+                    config.pool.reap_interval,
+                    config.disable_after(),
+                )
             })),
             Kind::Retention => Box::new(actix::Supervisor::start_in_arbiter(&on, move |_| {
                 Retention::new(config.store(1), config.retention.clone())

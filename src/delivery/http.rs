@@ -28,10 +28,10 @@ pub struct HttpSettings {
 impl HttpSettings {
     pub fn from_settings(s: &crate::config::Settings) -> Self {
         HttpSettings {
-            request_timeout: s.request_timeout,
-            connect_timeout: s.connect_timeout,
-            body_limit: s.response_body_limit,
-            max_connections: s.sender_concurrency,
+            request_timeout: s.sending.request_timeout,
+            connect_timeout: s.sending.connect_timeout,
+            body_limit: s.sending.response_body_limit,
+            max_connections: s.pool.sender_concurrency,
             policy: Arc::new(Policy::from_settings(s)),
         }
     }

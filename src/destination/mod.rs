@@ -40,9 +40,9 @@ pub struct Policy {
 impl Policy {
     pub fn from_settings(s: &crate::config::Settings) -> Policy {
         Policy {
-            allowed_cidrs: s.allowed_cidrs.clone(),
-            allowlist: s.destination_allowlist.clone(),
-            require_https: s.require_https,
+            allowed_cidrs: s.destinations.allowed_cidrs.clone(),
+            allowlist: s.destinations.allowlist.clone(),
+            require_https: s.destinations.require_https,
         }
     }
 

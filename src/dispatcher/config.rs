@@ -9,31 +9,28 @@ use crate::{
         sender::SenderConfig,
     },
     breaker::BreakerConfig,
-    config::Settings,
+    config::{groups, Settings},
     delivery::{http::HttpSettings, lane::LaneConfig},
     metrics::SharedMetrics,
     retry::RetryPolicy,
     store::Store,
 };
 
-/// What the supervisor needs to build (and rebuild) the actors.
+/// What the supervisor needs to build (and rebuild) the actors. Settings groups are kept
+/// whole: an actor reads the settings it needs from its group, and only values derived from
+/// several settings are computed here.
 #[derive(Clone)]
 pub struct DispatcherConfig {
     pub owner: String,
     pub db: sqlx::postgres::PgConnectOptions,
     pub db_timeout: Duration,
-    pub senders: usize,
+    pub pool: groups::Pool,
+    pub supervision: groups::Supervision,
     pub sender: SenderConfig,
-    pub recorder: RecorderConfig,
     pub claimer: ClaimerConfig,
-    pub reap_interval: Duration,
-    pub disable_after: Option<Duration>,
+    pub recorder: RecorderConfig,
     pub retention: RetentionConfig,
     pub metrics: SharedMetrics,
-    pub heartbeat_interval: Duration,
-    pub stall_timeout: Duration,
-    pub health_log_interval: Duration,
-    pub shutdown_grace: Duration,
 }
 
 impl DispatcherConfig {
@@ -46,53 +43,48 @@ impl DispatcherConfig {
         DispatcherConfig {
             owner: owner.clone(),
             db,
-            db_timeout: s.database_timeout,
-            senders: s.senders,
+            db_timeout: s.database.timeout,
+            pool: s.pool.clone(),
+            supervision: s.supervision.clone(),
             sender: SenderConfig {
                 http: HttpSettings::from_settings(s),
                 policy: RetryPolicy::from_settings(s),
-                concurrency: s.sender_concurrency,
+                concurrency: s.pool.sender_concurrency,
                 lane: LaneConfig {
-                    concurrency: s.endpoint_concurrency,
-                    default_rate: (s.default_rate_limit > 0).then_some(s.default_rate_limit),
-                    max_hold: s.max_hold,
+                    concurrency: s.pool.endpoint_concurrency,
+                    default_rate: (s.pool.default_rate_limit > 0)
+                        .then_some(s.pool.default_rate_limit),
+                    max_hold: s.pool.max_hold,
                     // A request open for a third of the timeout is as good as hanging.
-                    slow_call: s.request_timeout / 3,
+                    slow_call: s.sending.request_timeout / 3,
                     breaker: BreakerConfig::from_settings(s),
                 },
-                fault_panic_one_in: s.fault_panic_one_in,
+                faults: s.faults.clone(),
                 metrics: metrics.clone(),
-                // Set for sender-0 only, in `spawn_sender`.
-                fault_stop_every: s.fault_sender_stop_every,
-            },
-            recorder: RecorderConfig {
-                owner: owner.clone(),
-                batch: s.outcome_batch,
-                flush_interval: s.outcome_flush_interval,
             },
             claimer: ClaimerConfig {
-                owner,
-                batch: s.claim_batch,
-                max_in_flight: s.max_in_flight,
-                max_in_flight_per_endpoint: s.max_in_flight_per_endpoint,
-                lease: s.lease_duration,
-                poll_interval: s.poll_interval,
-                backlog_interval: s.health_log_interval.min(Duration::from_secs(10)),
+                owner: owner.clone(),
+                pool: s.pool.clone(),
+                backlog_interval: s
+                    .supervision
+                    .health_log_interval
+                    .min(Duration::from_secs(10)),
             },
-            reap_interval: s.reap_interval,
-            disable_after: (!s.disable_after.is_zero()).then_some(s.disable_after),
+            recorder: RecorderConfig {
+                owner,
+                pool: s.pool.clone(),
+            },
             retention: RetentionConfig {
-                keep: Duration::from_secs(u64::from(s.retention_days) * 86_400),
-                keep_idempotency_keys: s.idempotency_retention,
-                interval: s.retention_interval,
-                batch: i64::from(s.retention_batch),
+                retention: s.retention.clone(),
+                keep_idempotency_keys: s.api.idempotency_retention,
             },
             metrics,
-            heartbeat_interval: s.heartbeat_interval,
-            stall_timeout: s.stall_timeout,
-            health_log_interval: s.health_log_interval,
-            shutdown_grace: s.shutdown_grace,
         }
+    }
+
+    /// Endpoints failing without a success for this long are disabled (`None`: never).
+    pub fn disable_after(&self) -> Option<Duration> {
+        (!self.pool.disable_after.is_zero()).then_some(self.pool.disable_after)
     }
 
     /// A store with `connections` connections of its own, for one actor.
