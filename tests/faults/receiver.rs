@@ -16,7 +16,6 @@ use std::{
 };
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use openssl::{base64, hash::MessageDigest, pkey::PKey, sign::Signer};
 
 /// What one delivery (one endpoint label, one message) saw.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -174,39 +173,16 @@ async fn hook(
 
 /// Standard Webhooks verification, as a receiver in another stack would write it: returns
 /// the `webhook-id`, or what is wrong.
+#[path = "../common/standard_webhooks.rs"]
+mod standard_webhooks;
+
+/// The request's signature, checked with OpenSSL (and its timestamp, within 5 minutes).
 fn verify(key: &[u8], req: &HttpRequest, body: &[u8]) -> Result<String, String> {
     let header = |name: &str| {
         req.headers()
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
-            .ok_or(format!("missing {name}"))
     };
-    let (id, timestamp, signatures) = (
-        header("webhook-id")?,
-        header("webhook-timestamp")?,
-        header("webhook-signature")?,
-    );
-    let sent: i64 = timestamp
-        .parse()
-        .map_err(|_| format!("bad timestamp {timestamp}"))?;
-    let now = chrono::Utc::now().timestamp();
-    if (now - sent).abs() > 300 {
-        return Err(format!("timestamp {sent} is {}s away from now", now - sent));
-    }
-    let pkey = PKey::hmac(key).map_err(|e| e.to_string())?;
-    let mut signer = Signer::new(MessageDigest::sha256(), &pkey).map_err(|e| e.to_string())?;
-    signer
-        .update(format!("{id}.{timestamp}.").as_bytes())
-        .and_then(|_| signer.update(body))
-        .map_err(|e| e.to_string())?;
-    let expected = format!(
-        "v1,{}",
-        base64::encode_block(&signer.sign_to_vec().map_err(|e| e.to_string())?)
-    );
-    if signatures.split(' ').any(|s| s == expected) {
-        Ok(id)
-    } else {
-        Err(format!("{id}: no signature in `{signatures}` matches"))
-    }
+    standard_webhooks::verify(key, header, body, Some(300))
 }

@@ -297,13 +297,7 @@ async fn pagination_walks_forward_and_back() {
             None,
         )
         .await;
-    assert_eq!(
-        (
-            empty["data"].as_array().unwrap().len(),
-            empty["done"].as_bool()
-        ),
-        (0, Some(true))
-    );
+    assert_eq!((data_len(&empty), empty["done"].as_bool()), (0, Some(true)));
     assert!(
         empty.as_object().unwrap().contains_key("iterator"),
         "iterator is always present"
@@ -391,11 +385,7 @@ async fn event_types_crud() {
     api.expect(204, "DELETE", "/api/v1/event-type/order.created", None)
         .await;
     let listed = api.expect(200, "GET", "/api/v1/event-type", None).await;
-    assert_eq!(
-        listed["data"].as_array().unwrap().len(),
-        1,
-        "archived types are hidden"
-    );
+    assert_eq!(data_len(&listed), 1, "archived types are hidden");
     let all = api
         .expect(
             200,
@@ -404,7 +394,7 @@ async fn event_types_crud() {
             None,
         )
         .await;
-    assert_eq!(all["data"].as_array().unwrap().len(), 2);
+    assert_eq!(data_len(&all), 2);
     assert_eq!(
         api.expect(200, "GET", "/api/v1/event-type/order.created", None)
             .await["archived"],

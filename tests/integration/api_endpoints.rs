@@ -10,13 +10,7 @@ use crate::support::*;
 const WAIT: Duration = Duration::from_secs(20);
 
 async fn app_with_event_types(api: &Api) {
-    api.expect(
-        201,
-        "POST",
-        "/api/v1/app",
-        Some(json!({"name": "Acme", "uid": "acme"})),
-    )
-    .await;
+    api.create_app("acme", "Acme").await;
     for name in ["payment.confirmed", "order.created"] {
         api.expect(
             201,
@@ -168,13 +162,7 @@ async fn endpoints_crud_and_validation() {
     let list = api
         .expect(200, "GET", &format!("{base}?limit=1"), None)
         .await;
-    assert_eq!(
-        (
-            list["data"].as_array().unwrap().len(),
-            list["done"].as_bool()
-        ),
-        (1, Some(false))
-    );
+    assert_eq!((data_len(&list), list["done"].as_bool()), (1, Some(false)));
     api.expect(204, "DELETE", &format!("{base}/second"), None)
         .await;
     api.expect(404, "GET", &format!("{base}/second"), None)
@@ -284,13 +272,7 @@ async fn send_example_recover_and_stats_against_a_receiver() {
     let t = spawn_app().await;
     let api = t.api();
     let receiver = mock_receiver(&[(500, Some(3)), (200, None)]).await;
-    api.expect(
-        201,
-        "POST",
-        "/api/v1/app",
-        Some(json!({"name": "Acme", "uid": "acme"})),
-    )
-    .await;
+    api.create_app("acme", "Acme").await;
     api.expect(201, "POST", "/api/v1/event-type", Some(json!({"name": "order.created", "description": "", "schemas": {"1": {"examples": [{"order": 7}]}}}))).await;
     let ep = api
         .expect(

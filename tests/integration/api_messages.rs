@@ -13,13 +13,7 @@ const WAIT: Duration = Duration::from_secs(20);
 async fn messages_create_get_list_and_expunge() {
     let t = spawn_app_with(&[("HERALD_ROLE", "api")]).await;
     let api = t.api();
-    api.expect(
-        201,
-        "POST",
-        "/api/v1/app",
-        Some(json!({"name": "Acme", "uid": "acme"})),
-    )
-    .await;
+    api.create_app("acme", "Acme").await;
     let base = "/api/v1/app/acme/msg";
 
     // The payload's bytes, spacing included, come back as they were sent.
@@ -125,13 +119,7 @@ async fn messages_create_get_list_and_expunge() {
     let page = api
         .expect(200, "GET", &format!("{base}?limit=2"), None)
         .await;
-    assert_eq!(
-        (
-            page["data"].as_array().unwrap().len(),
-            page["done"].as_bool()
-        ),
-        (2, Some(false))
-    );
+    assert_eq!((data_len(&page), page["done"].as_bool()), (2, Some(false)));
     assert_eq!(page["data"][0]["payload"], json!({"i": 2}), "newest first");
     let rest = api
         .expect(
@@ -144,13 +132,7 @@ async fn messages_create_get_list_and_expunge() {
             None,
         )
         .await;
-    assert_eq!(
-        (
-            rest["data"].as_array().unwrap().len(),
-            rest["done"].as_bool()
-        ),
-        (2, Some(true))
-    );
+    assert_eq!((data_len(&rest), rest["done"].as_bool()), (2, Some(true)));
     let filtered = api
         .expect(
             200,
@@ -159,7 +141,7 @@ async fn messages_create_get_list_and_expunge() {
             None,
         )
         .await;
-    assert_eq!(filtered["data"].as_array().unwrap().len(), 2);
+    assert_eq!(data_len(&filtered), 2);
     let eu = api
         .expect(
             200,
@@ -168,7 +150,7 @@ async fn messages_create_get_list_and_expunge() {
             None,
         )
         .await;
-    assert_eq!(eu["data"].as_array().unwrap().len(), 3);
+    assert_eq!(data_len(&eu), 3);
     assert!(eu["data"]
         .as_array()
         .unwrap()
@@ -324,7 +306,7 @@ async fn attempts_destinations_and_resend() {
             None,
         )
         .await;
-    assert_eq!(ok_only["data"].as_array().unwrap().len(), 1);
+    assert_eq!(data_len(&ok_only), 1);
     let fives = api
         .expect(
             200,
@@ -333,7 +315,7 @@ async fn attempts_destinations_and_resend() {
             None,
         )
         .await;
-    assert_eq!(fives["data"].as_array().unwrap().len(), 1);
+    assert_eq!(data_len(&fives), 1);
     let by_ep = api
         .expect(
             200,
@@ -427,15 +409,7 @@ async fn dead_letters_are_listed_and_replayed() {
     let api = t.api();
     let receiver = mock_receiver(&[(503, Some(6)), (204, None)]).await;
     let ep = api.acme_endpoint(json!({"url": receiver.uri()})).await;
-    for i in 0..2 {
-        api.expect(
-            202,
-            "POST",
-            "/api/v1/app/acme/msg",
-            Some(json!({"eventType": "a", "payload": {"i": i}})),
-        )
-        .await;
-    }
+    api.post_messages("acme", 2).await;
     t.wait_for_count(
         "SELECT count(*) FROM herald.delivery WHERE status = 'dead'",
         2,
@@ -446,13 +420,7 @@ async fn dead_letters_are_listed_and_replayed() {
     let dead = api
         .expect(200, "GET", "/api/v1/dead-letter?app_id=acme&limit=1", None)
         .await;
-    assert_eq!(
-        (
-            dead["data"].as_array().unwrap().len(),
-            dead["done"].as_bool()
-        ),
-        (1, Some(false))
-    );
+    assert_eq!((data_len(&dead), dead["done"].as_bool()), (1, Some(false)));
     let entry = &dead["data"][0];
     assert_eq!(
         (
@@ -474,13 +442,7 @@ async fn dead_letters_are_listed_and_replayed() {
             None,
         )
         .await;
-    assert_eq!(
-        (
-            next["data"].as_array().unwrap().len(),
-            next["done"].as_bool()
-        ),
-        (1, Some(true))
-    );
+    assert_eq!((data_len(&next), next["done"].as_bool()), (1, Some(true)));
     api.expect(404, "GET", "/api/v1/dead-letter?app_id=nobody", None)
         .await;
 
@@ -530,13 +492,7 @@ async fn dead_letters_are_listed_and_replayed() {
 async fn idempotency_keys_replay_the_first_answer() {
     let t = spawn_app_with(&[("HERALD_ROLE", "api")]).await;
     let api = t.api();
-    api.expect(
-        201,
-        "POST",
-        "/api/v1/app",
-        Some(json!({"name": "Acme", "uid": "acme"})),
-    )
-    .await;
+    api.create_app("acme", "Acme").await;
     let auth = format!("Bearer {TOKEN}");
     let body = serde_json::to_vec(&json!({"eventType": "a", "payload": {"n": 1}})).unwrap();
     let headers = [

@@ -125,13 +125,7 @@ async fn deliver_at_schedules_a_message_through_the_api_and_in_sql() {
 async fn payload_retention_expunges_the_payload_and_keeps_the_message() {
     let t = spawn_app_with(&[("HERALD_ROLE", "api")]).await;
     let api = t.api();
-    api.expect(
-        201,
-        "POST",
-        "/api/v1/app",
-        Some(json!({"name": "A", "uid": "acme"})),
-    )
-    .await;
+    api.create_app("acme", "A").await;
     let msg = api
         .expect(
             202,
@@ -306,15 +300,7 @@ async fn replay_missing_background_tasks_and_precheck() {
     let later = mock_receiver(&[(204, None)]).await;
     let api = t.api();
     api.acme_endpoint(json!({"url": first.uri()})).await;
-    for i in 0..3 {
-        api.expect(
-            202,
-            "POST",
-            "/api/v1/app/acme/msg",
-            Some(json!({"eventType": "a", "payload": {"i": i}})),
-        )
-        .await;
-    }
+    api.post_messages("acme", 3).await;
     wait_for_requests(&first, 3, WAIT).await;
     // An endpoint added afterwards never got them; replay-missing sends them, once.
     let ep = api
@@ -361,7 +347,7 @@ async fn replay_missing_background_tasks_and_precheck() {
             None,
         )
         .await;
-    assert_eq!(listed["data"].as_array().unwrap().len(), 2);
+    assert_eq!(data_len(&listed), 2);
     api.expect(404, "GET", "/api/v1/background-task/qtask_missing", None)
         .await;
 
@@ -389,13 +375,7 @@ async fn replay_missing_background_tasks_and_precheck() {
         }
     };
     assert_eq!(pre(json!({"eventType": "a"})).await, json!(true));
-    api.expect(
-        201,
-        "POST",
-        "/api/v1/app",
-        Some(json!({"name": "Empty", "uid": "empty"})),
-    )
-    .await;
+    api.create_app("empty", "Empty").await;
     let (s, v) = api
         .post(
             "/api/v1/app/empty/msg/precheck/active",

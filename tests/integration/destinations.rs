@@ -14,13 +14,7 @@ async fn endpoint_creation_refuses_private_destinations() {
     // Only IPv6 loopback allowed: the IPv4 loopback and every private range stay refused.
     let t = spawn_app_with(&[("HERALD_ROLE", "api"), ("HERALD_ALLOWED_CIDRS", "::1/128")]).await;
     let api = t.api();
-    api.expect(
-        201,
-        "POST",
-        "/api/v1/app",
-        Some(json!({"name": "Acme", "uid": "acme"})),
-    )
-    .await;
+    api.create_app("acme", "Acme").await;
     for url in [
         "http://127.0.0.1:8080/",
         "http://localhost/",

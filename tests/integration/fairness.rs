@@ -43,15 +43,7 @@ async fn breaker_opens_defers_without_using_attempts_probes_and_closes() {
         api.expect(200, "GET", &circuit, None).await["state"],
         "closed"
     );
-    for i in 0..5 {
-        api.expect(
-            202,
-            "POST",
-            "/api/v1/app/acme/msg",
-            Some(json!({"eventType": "a", "payload": {"i": i}})),
-        )
-        .await;
-    }
+    api.post_messages("acme", 5).await;
 
     // Three failures in a row open it, and the API shows it.
     let opened = wait_until(WAIT, || api.get(&circuit), |(_, c)| c["state"] == "open").await;
@@ -99,18 +91,10 @@ async fn rate_limit_holds_at_the_receiver() {
     api.acme_endpoint(json!({"url": receiver.uri(), "throttleRate": 5}))
         .await;
     let total = 20;
-    for i in 0..total {
-        api.expect(
-            202,
-            "POST",
-            "/api/v1/app/acme/msg",
-            Some(json!({"eventType": "a", "payload": {"i": i}})),
-        )
-        .await;
-    }
+    api.post_messages("acme", total).await;
     t.wait_for_count(
         "SELECT count(*) FROM herald.delivery WHERE status = 'succeeded'",
-        total,
+        total as i64,
         WAIT,
     )
     .await;
@@ -229,15 +213,7 @@ async fn hanging_requests_open_the_breaker_before_they_time_out() {
         "/api/v1/app/acme/endpoint/{}/circuit",
         ep["id"].as_str().unwrap()
     );
-    for i in 0..10 {
-        api.expect(
-            202,
-            "POST",
-            "/api/v1/app/acme/msg",
-            Some(json!({"eventType": "a", "payload": {"i": i}})),
-        )
-        .await;
-    }
+    api.post_messages("acme", 10).await;
     let opened = wait_until(WAIT, || api.get(&circuit), |(_, c)| c["state"] == "open").await;
     assert!(opened, "the breaker opened");
     assert_eq!(

@@ -225,38 +225,22 @@ pub async fn wait_for_requests(
     server.received_requests().await.unwrap()
 }
 
-/// Standard Webhooks verification written independently of Herald's signing module: OpenSSL's
-/// HMAC and base64, as a receiver in another stack would do it.
+#[path = "../common/standard_webhooks.rs"]
+mod standard_webhooks;
+
+/// Checks a request's Standard Webhooks signature against `secret_whsec`, with OpenSSL
+/// rather than Herald's own signing code.
 pub fn verify(secret_whsec: &str, request: &wiremock::Request) -> Result<(), String> {
-    use openssl::{base64, hash::MessageDigest, pkey::PKey, sign::Signer};
+    let key = openssl::base64::decode_block(secret_whsec.trim_start_matches("whsec_"))
+        .map_err(|e| e.to_string())?;
     let header = |name: &str| {
         request
             .headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
-            .ok_or(format!("missing {name}"))
     };
-    let (id, ts, sigs) = (
-        header("webhook-id")?,
-        header("webhook-timestamp")?,
-        header("webhook-signature")?,
-    );
-    let key = base64::decode_block(secret_whsec.trim_start_matches("whsec_"))
-        .map_err(|e| e.to_string())?;
-    let pkey = PKey::hmac(&key).unwrap();
-    let mut signer = Signer::new(MessageDigest::sha256(), &pkey).unwrap();
-    signer.update(format!("{id}.{ts}.").as_bytes()).unwrap();
-    signer.update(&request.body).unwrap();
-    let expected = format!(
-        "v1,{}",
-        base64::encode_block(&signer.sign_to_vec().unwrap())
-    );
-    if sigs.split(' ').any(|s| s == expected) {
-        Ok(())
-    } else {
-        Err(format!("no signature in `{sigs}` matches {expected}"))
-    }
+    standard_webhooks::verify(&key, header, &request.body, None).map(|_| ())
 }
 
 pub fn header(request: &wiremock::Request, name: &str) -> String {
@@ -360,6 +344,45 @@ impl Api {
     }
 }
 
+/// How many items a list answer (`{"data": [...]}`) holds.
+pub fn data_len(list: &serde_json::Value) -> usize {
+    list["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list answer: {list}"))
+        .len()
+}
+
+impl Api {
+    /// Creates the application `uid` (named `name`) through the API; returns it.
+    pub async fn create_app(&self, uid: &str, name: &str) -> serde_json::Value {
+        self.expect(
+            201,
+            "POST",
+            "/api/v1/app",
+            Some(serde_json::json!({"name": name, "uid": uid})),
+        )
+        .await
+    }
+
+    /// Posts `n` messages of event type `a` to application `app`, payloads `{"i": 0..n}`;
+    /// returns them.
+    pub async fn post_messages(&self, app: &str, n: usize) -> Vec<serde_json::Value> {
+        let mut created = Vec::with_capacity(n);
+        for i in 0..n {
+            created.push(
+                self.expect(
+                    202,
+                    "POST",
+                    &format!("/api/v1/app/{app}/msg"),
+                    Some(serde_json::json!({"eventType": "a", "payload": {"i": i}})),
+                )
+                .await,
+            );
+        }
+        created
+    }
+}
+
 /// The field paths a 422 names, e.g. `["body.url", "body.eventTypes"]`.
 pub fn invalid_fields(body: &serde_json::Value) -> Vec<String> {
     body["detail"]
@@ -397,13 +420,7 @@ impl Api {
     /// Creates the application `acme` and one endpoint of it from `body` (at least a url);
     /// returns the endpoint.
     pub async fn acme_endpoint(&self, body: serde_json::Value) -> serde_json::Value {
-        self.expect(
-            201,
-            "POST",
-            "/api/v1/app",
-            Some(serde_json::json!({"name": "Acme", "uid": "acme"})),
-        )
-        .await;
+        self.create_app("acme", "Acme").await;
         self.expect(201, "POST", "/api/v1/app/acme/endpoint", Some(body))
             .await
     }

@@ -3,8 +3,6 @@
 //! `schemas` are kept as the exact JSON text given (stored as `json`, not `jsonb`), so every
 //! number comes back as it was sent, however large or precise.
 
-use std::collections::BTreeMap;
-
 use actix_web::{delete, get, patch, post, put, web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -17,8 +15,12 @@ use super::{
     extract::Json,
     pagination::{ListResponse, Ordering, Page, PageQuery},
     paths::EventTypePath,
-    validate::{self, Problems},
+    validate,
 };
+
+mod input;
+use input::EventTypeFields;
+pub use input::{EventTypeIn, EventTypePatch, EventTypeUpdate};
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(list)
@@ -64,6 +66,17 @@ struct EventTypeRow {
 }
 
 impl EventTypeRow {
+    fn fields(self) -> EventTypeFields {
+        EventTypeFields {
+            description: self.description,
+            archived: self.archived,
+            deprecated: self.deprecated,
+            schemas: self.schemas,
+            group_name: self.group_name,
+            feature_flags: self.feature_flags,
+        }
+    }
+
     fn into_out(self, with_schemas: bool) -> EventTypeOut {
         EventTypeOut {
             // Stored from a RawValue: valid JSON; a row written by hand is shown as absent.
@@ -82,131 +95,6 @@ impl EventTypeRow {
             updated_at: self.updated_at,
         }
     }
-}
-
-/// JSON schemas by version (an object whose values are objects), kept byte for byte.
-type Schemas = Box<RawValue>;
-
-/// A new event type.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct EventTypeIn {
-    #[schema(min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
-    name: String,
-    description: String,
-    #[serde(default)]
-    archived: bool,
-    #[serde(default)]
-    deprecated: bool,
-    #[schema(value_type = Option<BTreeMap<String, Object>>)]
-    schemas: Option<Schemas>,
-    #[schema(min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
-    group_name: Option<String>,
-    #[schema(value_type = Option<std::collections::BTreeSet<super::validate::shape::EventTypeName>>, min_items = 1, max_items = 25)]
-    feature_flags: Option<Vec<String>>,
-    /// Deprecated: one feature flag (use `featureFlags`).
-    #[schema(min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
-    feature_flag: Option<String>,
-}
-
-/// All of an event type's fields but its name (PUT).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct EventTypeUpdate {
-    description: String,
-    #[serde(default)]
-    archived: bool,
-    #[serde(default)]
-    deprecated: bool,
-    #[schema(value_type = Option<BTreeMap<String, Object>>)]
-    schemas: Option<Schemas>,
-    #[schema(min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
-    group_name: Option<String>,
-    #[schema(value_type = Option<std::collections::BTreeSet<super::validate::shape::EventTypeName>>, min_items = 1, max_items = 25)]
-    feature_flags: Option<Vec<String>>,
-    /// Deprecated: one feature flag (use `featureFlags`).
-    #[schema(min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
-    feature_flag: Option<String>,
-}
-
-/// Fields to change; `null` clears `schemas`, `groupName` and `featureFlags`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct EventTypePatch {
-    description: Option<String>,
-    archived: Option<bool>,
-    deprecated: Option<bool>,
-    #[serde(default, deserialize_with = "super::nullable")]
-    #[schema(value_type = Option<BTreeMap<String, Object>>)]
-    schemas: Option<Option<Schemas>>,
-    #[serde(default, deserialize_with = "super::nullable")]
-    #[schema(value_type = Option<String>, min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
-    group_name: Option<Option<String>>,
-    #[serde(default, deserialize_with = "super::nullable")]
-    #[schema(value_type = Option<std::collections::BTreeSet<super::validate::shape::EventTypeName>>, min_items = 1, max_items = 25)]
-    feature_flags: Option<Option<Vec<String>>>,
-}
-
-/// What is stored: the fields of PUT, checked.
-struct EventTypeFields {
-    description: String,
-    archived: bool,
-    deprecated: bool,
-    schemas: Option<String>,
-    group_name: Option<String>,
-    feature_flags: Option<Vec<String>>,
-}
-
-impl EventTypeUpdate {
-    fn into_fields(self) -> ApiResult<EventTypeFields> {
-        let mut p = Problems::default();
-        let flags = match (self.feature_flags, self.feature_flag) {
-            (Some(_), Some(_)) => {
-                p.push("featureFlag", "give featureFlags or featureFlag, not both");
-                None
-            }
-            (flags, flag) => flags.or(flag.map(|f| vec![f])),
-        };
-        let fields = EventTypeFields {
-            description: self.description,
-            archived: self.archived,
-            deprecated: self.deprecated,
-            schemas: self.schemas.as_ref().map(schemas_text),
-            group_name: self.group_name,
-            feature_flags: flags,
-        };
-        check(&mut p, &fields, self.schemas.as_ref());
-        p.finish()?;
-        Ok(fields)
-    }
-}
-
-fn check(p: &mut Problems, f: &EventTypeFields, schemas: Option<&Schemas>) {
-    if let Some(group) = &f.group_name {
-        p.check(validate::name("groupName", group));
-    }
-    if let Some(flags) = &f.feature_flags {
-        p.check(validate::list("featureFlags", flags, 25, validate::name));
-    }
-    let Some(schemas) = schemas else { return };
-    match serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(schemas.get()) {
-        Err(_) => p.push("schemas", "must be an object of JSON schemas by version"),
-        Ok(versions) => {
-            for (version, schema) in versions {
-                if !schema.get().trim_start().starts_with('{') {
-                    p.push(
-                        &format!("schemas.{version}"),
-                        "must be a JSON schema (an object)",
-                    );
-                }
-            }
-        }
-    }
-}
-
-/// The schemas as stored: the text exactly as given.
-fn schemas_text(schemas: &Schemas) -> String {
-    schemas.get().to_string()
 }
 
 const COLUMNS: &str = "name, description, archived, deprecated, schemas::text AS schemas, \
@@ -269,18 +157,7 @@ async fn create(
     pool: web::Data<PgPool>,
     Json(input): Json<EventTypeIn>,
 ) -> ApiResult<HttpResponse> {
-    validate::name("name", &input.name).map_err(|e| ApiError::Validation(vec![e]))?;
-    let name = input.name;
-    let fields = EventTypeUpdate {
-        description: input.description,
-        archived: input.archived,
-        deprecated: input.deprecated,
-        schemas: input.schemas,
-        group_name: input.group_name,
-        feature_flags: input.feature_flags,
-        feature_flag: input.feature_flag,
-    }
-    .into_fields()?;
+    let (name, fields) = input.into_parts()?;
     match save(&pool, &name, &fields, false).await {
         Ok((e, _)) => Ok(HttpResponse::Created().json(e)),
         Err(ApiError::Conflict(_)) => Err(ApiError::Conflict(format!(
@@ -391,24 +268,7 @@ async fn patch_event_type(
     let existing = find(&pool, &path.event_type_name)
         .await?
         .ok_or_else(|| ApiError::not_found("event type"))?;
-    let merged = EventTypeFields {
-        description: input.description.unwrap_or(existing.description),
-        archived: input.archived.unwrap_or(existing.archived),
-        deprecated: input.deprecated.unwrap_or(existing.deprecated),
-        schemas: match &input.schemas {
-            Some(new) => new.as_ref().map(schemas_text),
-            None => existing.schemas,
-        },
-        group_name: input.group_name.unwrap_or(existing.group_name),
-        feature_flags: input.feature_flags.unwrap_or(existing.feature_flags),
-    };
-    let mut p = Problems::default();
-    check(
-        &mut p,
-        &merged,
-        input.schemas.as_ref().and_then(Option::as_ref),
-    );
-    p.finish()?;
+    let merged = input.apply(existing.fields())?;
     Ok(HttpResponse::Ok().json(save(&pool, &path.event_type_name, &merged, true).await?.0))
 }
 

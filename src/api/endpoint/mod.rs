@@ -4,20 +4,22 @@ use std::collections::BTreeMap;
 
 use actix_web::{delete, get, patch, post, put, web, HttpResponse};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::{types::Json as Db, PgPool};
 use utoipa::ToSchema;
 
 use super::{
     application,
     error::{ApiError, ApiResult, HttpErrorOut},
-    event_type,
     extract::Json,
     pagination::{ListResponse, Ordering, Page, PageQuery},
     paths::{AppPath, EndpointPath},
-    validate::{self, Problems},
+    validate,
 };
 use crate::{destination::Policy, signing::Secret, store::string_map::StringMap};
+
+mod input;
+pub use input::{EndpointFields, EndpointIn, EndpointPatch, EndpointUpdate};
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(list)
@@ -61,151 +63,6 @@ pub const COLUMNS: &str =
 pub const COLUMNS_OF_E: &str =
     "e.id, e.uid, e.url, e.description, e.rate_limit AS throttle_rate, e.disabled, e.event_types, \
      e.channels, e.metadata, e.created_at, e.updated_at, e.disabled_reason, e.disabled_at";
-
-/// A new endpoint.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct EndpointIn {
-    #[schema(format = Uri, min_length = 1, max_length = 65536)]
-    url: String,
-    #[serde(default)]
-    description: String,
-    /// Messages per second at most.
-    #[serde(alias = "rateLimit")]
-    #[schema(minimum = 1, maximum = 65535)]
-    throttle_rate: Option<i64>,
-    #[schema(min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
-    uid: Option<String>,
-    #[serde(default)]
-    disabled: bool,
-    /// Event types it receives (each must exist); none: all.
-    #[serde(alias = "filterTypes")]
-    #[schema(value_type = Option<std::collections::BTreeSet<super::validate::shape::EventTypeName>>, min_items = 1, max_items = 1000)]
-    event_types: Option<Vec<String>>,
-    /// It receives only messages with one of these channels; none: all.
-    #[schema(value_type = Option<std::collections::BTreeSet<super::validate::shape::Channel>>, min_items = 1, max_items = 10)]
-    channels: Option<Vec<String>>,
-    #[serde(default)]
-    metadata: BTreeMap<String, String>,
-    /// Its signing secret, `whsec_` + base64 of 24 to 64 bytes (default: a new one).
-    #[schema(pattern = r"^whsec_[A-Za-z0-9+/]{32,86}={0,2}$")]
-    secret: Option<String>,
-    /// Headers sent with every delivery.
-    headers: Option<BTreeMap<String, String>>,
-}
-
-impl EndpointIn {
-    /// The endpoint's fields, its secret and its headers.
-    fn split(self) -> (EndpointFields, Option<String>, BTreeMap<String, String>) {
-        let fields = EndpointFields {
-            url: self.url,
-            description: self.description,
-            throttle_rate: self.throttle_rate,
-            uid: self.uid,
-            disabled: self.disabled,
-            event_types: self.event_types,
-            channels: self.channels,
-            metadata: self.metadata,
-        };
-        (fields, self.secret, self.headers.unwrap_or_default())
-    }
-}
-
-/// All of an endpoint's fields but its secret and headers (PUT; they have routes of their
-/// own).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct EndpointUpdate {
-    #[schema(format = Uri, min_length = 1, max_length = 65536)]
-    pub url: String,
-    #[serde(default)]
-    pub description: String,
-    /// Messages per second at most.
-    #[serde(alias = "rateLimit")]
-    #[schema(minimum = 1, maximum = 65535)]
-    pub throttle_rate: Option<i64>,
-    #[schema(min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
-    pub uid: Option<String>,
-    #[serde(default)]
-    pub disabled: bool,
-    /// Event types it receives (each must exist); none: all.
-    #[serde(alias = "filterTypes")]
-    #[schema(value_type = Option<std::collections::BTreeSet<super::validate::shape::EventTypeName>>, min_items = 1, max_items = 1000)]
-    pub event_types: Option<Vec<String>>,
-    /// It receives only messages with one of these channels; none: all.
-    #[schema(value_type = Option<std::collections::BTreeSet<super::validate::shape::Channel>>, min_items = 1, max_items = 10)]
-    pub channels: Option<Vec<String>>,
-    #[serde(default)]
-    pub metadata: BTreeMap<String, String>,
-}
-
-/// The fields PUT replaces and POST sets.
-pub type EndpointFields = EndpointUpdate;
-
-/// Fields to change; `null` clears the optional ones.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct EndpointPatch {
-    #[schema(format = Uri, min_length = 1, max_length = 65536)]
-    url: Option<String>,
-    description: Option<String>,
-    #[serde(default, alias = "rateLimit", deserialize_with = "super::nullable")]
-    #[schema(value_type = Option<i64>, minimum = 1, maximum = 65535)]
-    throttle_rate: Option<Option<i64>>,
-    #[serde(default, deserialize_with = "super::nullable")]
-    #[schema(value_type = Option<String>, min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
-    uid: Option<Option<String>>,
-    disabled: Option<bool>,
-    #[serde(default, alias = "filterTypes", deserialize_with = "super::nullable")]
-    #[schema(value_type = Option<std::collections::BTreeSet<super::validate::shape::EventTypeName>>, min_items = 1, max_items = 1000)]
-    event_types: Option<Option<Vec<String>>>,
-    #[serde(default, deserialize_with = "super::nullable")]
-    #[schema(value_type = Option<std::collections::BTreeSet<super::validate::shape::Channel>>, min_items = 1, max_items = 10)]
-    channels: Option<Option<Vec<String>>>,
-    metadata: Option<BTreeMap<String, String>>,
-}
-
-impl EndpointFields {
-    /// Shape checks, the destination policy, then the checks that need the database (event
-    /// types must exist).
-    pub async fn validate(&self, pool: &PgPool, policy: &Policy) -> ApiResult<()> {
-        let mut p = Problems::default();
-        match validate::url("url", &self.url) {
-            Ok(_) => {
-                if let Err(refusal) = policy.check_url(&self.url) {
-                    p.push("url", refusal.to_string());
-                }
-            }
-            Err(e) => p.check(Err(e)),
-        }
-        if let Some(uid) = &self.uid {
-            p.check(validate::uid("uid", uid));
-        }
-        if let Some(rate) = self.throttle_rate {
-            p.check(validate::rate("throttleRate", rate));
-        }
-        if let Some(types) = &self.event_types {
-            p.check(validate::list("eventTypes", types, 1000, validate::name));
-        }
-        if let Some(channels) = &self.channels {
-            p.check(validate::list("channels", channels, 10, validate::channel));
-        }
-        p.finish()?;
-        if let Some(types) = &self.event_types {
-            let unknown = event_type::unknown(pool, types).await?;
-            if !unknown.is_empty() {
-                return Err(ApiError::invalid(
-                    "eventTypes",
-                    format!(
-                        "unknown event type(s): {}; create them first (POST /api/v1/event-type)",
-                        unknown.join(", ")
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
-}
 
 /// The endpoint `key` (id or uid; the id wins) of application `app_id`, or 404.
 pub async fn find(pool: &PgPool, app_id: &str, key: &str) -> ApiResult<EndpointOut> {
@@ -424,18 +281,10 @@ async fn patch_endpoint(
     Json(p): Json<EndpointPatch>,
 ) -> ApiResult<HttpResponse> {
     let (_, e) = resolve(&pool, &path).await?;
-    let merged = EndpointFields {
-        url: p.url.unwrap_or(e.url),
-        description: p.description.unwrap_or(e.description),
-        throttle_rate: p.throttle_rate.unwrap_or(e.throttle_rate.map(i64::from)),
-        uid: p.uid.unwrap_or(e.uid),
-        disabled: p.disabled.unwrap_or(e.disabled),
-        event_types: p.event_types.unwrap_or(e.event_types),
-        channels: p.channels.unwrap_or(e.channels),
-        metadata: p.metadata.unwrap_or(e.metadata.0),
-    };
+    let id = e.id.clone();
+    let merged = p.apply(e);
     merged.validate(&pool, &policy).await?;
-    Ok(HttpResponse::Ok().json(save(&pool, &e.id, &merged).await?))
+    Ok(HttpResponse::Ok().json(save(&pool, &id, &merged).await?))
 }
 
 /// Delete an endpoint with its deliveries and attempts.

@@ -1,0 +1,185 @@
+//! What requests to `/api/v1/app/{app_id}/endpoint` carry, and the checks on it.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use sqlx::PgPool;
+use utoipa::ToSchema;
+
+use crate::{
+    api::{
+        error::{ApiError, ApiResult},
+        event_type,
+        validate::{self, Problems},
+    },
+    destination::Policy,
+};
+
+/// A new endpoint.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EndpointIn {
+    #[schema(format = Uri, min_length = 1, max_length = 65536)]
+    url: String,
+    #[serde(default)]
+    description: String,
+    /// Messages per second at most.
+    #[serde(alias = "rateLimit")]
+    #[schema(minimum = 1, maximum = 65535)]
+    throttle_rate: Option<i64>,
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
+    uid: Option<String>,
+    #[serde(default)]
+    disabled: bool,
+    /// Event types it receives (each must exist); none: all.
+    #[serde(alias = "filterTypes")]
+    #[schema(value_type = Option<std::collections::BTreeSet<crate::api::validate::shape::EventTypeName>>, min_items = 1, max_items = 1000)]
+    event_types: Option<Vec<String>>,
+    /// It receives only messages with one of these channels; none: all.
+    #[schema(value_type = Option<std::collections::BTreeSet<crate::api::validate::shape::Channel>>, min_items = 1, max_items = 10)]
+    channels: Option<Vec<String>>,
+    #[serde(default)]
+    metadata: BTreeMap<String, String>,
+    /// Its signing secret, `whsec_` + base64 of 24 to 64 bytes (default: a new one).
+    #[schema(pattern = r"^whsec_[A-Za-z0-9+/]{32,86}={0,2}$")]
+    secret: Option<String>,
+    /// Headers sent with every delivery.
+    headers: Option<BTreeMap<String, String>>,
+}
+
+impl EndpointIn {
+    /// The endpoint's fields, its secret and its headers.
+    pub(super) fn split(self) -> (EndpointFields, Option<String>, BTreeMap<String, String>) {
+        let fields = EndpointFields {
+            url: self.url,
+            description: self.description,
+            throttle_rate: self.throttle_rate,
+            uid: self.uid,
+            disabled: self.disabled,
+            event_types: self.event_types,
+            channels: self.channels,
+            metadata: self.metadata,
+        };
+        (fields, self.secret, self.headers.unwrap_or_default())
+    }
+}
+
+/// All of an endpoint's fields but its secret and headers (PUT; they have routes of their
+/// own).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EndpointUpdate {
+    #[schema(format = Uri, min_length = 1, max_length = 65536)]
+    pub url: String,
+    #[serde(default)]
+    pub description: String,
+    /// Messages per second at most.
+    #[serde(alias = "rateLimit")]
+    #[schema(minimum = 1, maximum = 65535)]
+    pub throttle_rate: Option<i64>,
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
+    pub uid: Option<String>,
+    #[serde(default)]
+    pub disabled: bool,
+    /// Event types it receives (each must exist); none: all.
+    #[serde(alias = "filterTypes")]
+    #[schema(value_type = Option<std::collections::BTreeSet<crate::api::validate::shape::EventTypeName>>, min_items = 1, max_items = 1000)]
+    pub event_types: Option<Vec<String>>,
+    /// It receives only messages with one of these channels; none: all.
+    #[schema(value_type = Option<std::collections::BTreeSet<crate::api::validate::shape::Channel>>, min_items = 1, max_items = 10)]
+    pub channels: Option<Vec<String>>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// The fields PUT replaces and POST sets.
+pub type EndpointFields = EndpointUpdate;
+
+/// Fields to change; `null` clears the optional ones.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EndpointPatch {
+    #[schema(format = Uri, min_length = 1, max_length = 65536)]
+    url: Option<String>,
+    description: Option<String>,
+    #[serde(
+        default,
+        alias = "rateLimit",
+        deserialize_with = "crate::api::nullable"
+    )]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 65535)]
+    throttle_rate: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "crate::api::nullable")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
+    uid: Option<Option<String>>,
+    disabled: Option<bool>,
+    #[serde(
+        default,
+        alias = "filterTypes",
+        deserialize_with = "crate::api::nullable"
+    )]
+    #[schema(value_type = Option<std::collections::BTreeSet<crate::api::validate::shape::EventTypeName>>, min_items = 1, max_items = 1000)]
+    event_types: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "crate::api::nullable")]
+    #[schema(value_type = Option<std::collections::BTreeSet<crate::api::validate::shape::Channel>>, min_items = 1, max_items = 10)]
+    channels: Option<Option<Vec<String>>>,
+    metadata: Option<BTreeMap<String, String>>,
+}
+
+impl EndpointPatch {
+    /// The endpoint's fields with this patch applied.
+    pub fn apply(self, e: super::EndpointOut) -> EndpointFields {
+        EndpointFields {
+            url: self.url.unwrap_or(e.url),
+            description: self.description.unwrap_or(e.description),
+            throttle_rate: self.throttle_rate.unwrap_or(e.throttle_rate.map(i64::from)),
+            uid: self.uid.unwrap_or(e.uid),
+            disabled: self.disabled.unwrap_or(e.disabled),
+            event_types: self.event_types.unwrap_or(e.event_types),
+            channels: self.channels.unwrap_or(e.channels),
+            metadata: self.metadata.unwrap_or(e.metadata.0),
+        }
+    }
+}
+
+impl EndpointFields {
+    /// Shape checks, the destination policy, then the checks that need the database (event
+    /// types must exist).
+    pub async fn validate(&self, pool: &PgPool, policy: &Policy) -> ApiResult<()> {
+        let mut p = Problems::default();
+        match validate::url("url", &self.url) {
+            Ok(_) => {
+                if let Err(refusal) = policy.check_url(&self.url) {
+                    p.push("url", refusal.to_string());
+                }
+            }
+            Err(e) => p.check(Err(e)),
+        }
+        if let Some(uid) = &self.uid {
+            p.check(validate::uid("uid", uid));
+        }
+        if let Some(rate) = self.throttle_rate {
+            p.check(validate::rate("throttleRate", rate));
+        }
+        if let Some(types) = &self.event_types {
+            p.check(validate::list("eventTypes", types, 1000, validate::name));
+        }
+        if let Some(channels) = &self.channels {
+            p.check(validate::list("channels", channels, 10, validate::channel));
+        }
+        p.finish()?;
+        if let Some(types) = &self.event_types {
+            let unknown = event_type::unknown(pool, types).await?;
+            if !unknown.is_empty() {
+                return Err(ApiError::invalid(
+                    "eventTypes",
+                    format!(
+                        "unknown event type(s): {}; create them first (POST /api/v1/event-type)",
+                        unknown.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
