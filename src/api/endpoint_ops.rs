@@ -69,12 +69,12 @@ async fn recover(
     };
     let sent = replay::replay(&pool, &selection).await?;
     tracing::info!(endpoint_id = %e.id, sent, "recovered failed messages");
-    let done = task::finished(
-        &pool,
-        task::TaskKind::EndpointRecover,
-        json!({ "messagesSent": sent }),
-    )
-    .await?;
+    task_done(&pool, task::TaskKind::EndpointRecover, sent).await
+}
+
+/// Records a task that sent `sent` messages, and answers with it (202).
+async fn task_done(pool: &PgPool, kind: task::TaskKind, sent: u64) -> ApiResult<HttpResponse> {
+    let done = task::finished(pool, kind, json!({ "messagesSent": sent })).await?;
     Ok(HttpResponse::Accepted().json(BackgroundTaskOut::from_row(done)?))
 }
 
@@ -100,13 +100,7 @@ async fn replay_missing(
     }
     let sent = replay::replay_missing(&pool, &e.id, input.since, input.until).await?;
     tracing::info!(endpoint_id = %e.id, sent, "replayed missing messages");
-    let done = task::finished(
-        &pool,
-        task::TaskKind::EndpointReplay,
-        json!({ "messagesSent": sent }),
-    )
-    .await?;
-    Ok(HttpResponse::Accepted().json(BackgroundTaskOut::from_row(done)?))
+    task_done(&pool, task::TaskKind::EndpointReplay, sent).await
 }
 
 /// An example message to send.

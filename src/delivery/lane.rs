@@ -240,47 +240,11 @@ impl Lane {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::delivery::Destination;
-
-    fn config(concurrency: usize, rate: Option<u32>) -> LaneConfig {
-        LaneConfig {
-            concurrency,
-            default_rate: rate,
-            max_hold: Duration::from_secs(2),
-            slow_call: Duration::from_secs(5),
-            breaker: BreakerConfig {
-                consecutive_failures: 2,
-                failure_ratio: 1.0,
-                window: 10,
-                min_requests: 10,
-                cooldown: Duration::from_secs(30),
-                max_cooldown: Duration::from_secs(60),
-            },
-        }
-    }
+    use crate::delivery::fixtures::lane_config as config;
 
     fn job(id: i64) -> Job {
-        Job {
-            delivery_id: id,
-            lease_token: uuid::Uuid::nil(),
-            attempts: 0,
-            manual: false,
-            message_id: format!("msg_{id}"),
-            event_type: "a".into(),
-            payload: None,
-            endpoint: Arc::new(Destination {
-                id: "ep_1".into(),
-                url: "https://example.com".into(),
-                disabled: false,
-                rate_limit: None,
-                headers: vec![],
-                secrets: vec![],
-                defect: None,
-            }),
-        }
+        crate::delivery::fixtures::job(id, "ep_1")
     }
 
     /// A lane with `n` jobs queued at `now`.

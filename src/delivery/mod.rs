@@ -14,6 +14,8 @@
 
 pub mod budget;
 pub mod classify;
+#[cfg(test)]
+mod fixtures;
 pub mod http;
 pub mod lane;
 pub mod pipeline;

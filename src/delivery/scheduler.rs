@@ -241,50 +241,11 @@ impl Scheduler {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::{
-        breaker::BreakerConfig,
-        delivery::{lane::LaneConfig, Destination},
-    };
+    use crate::delivery::fixtures::{job, lane_config as fixture_config};
 
     fn lane_config(per_endpoint: usize) -> LaneConfig {
-        LaneConfig {
-            concurrency: per_endpoint,
-            default_rate: None,
-            max_hold: Duration::from_secs(2),
-            slow_call: Duration::from_secs(5),
-            breaker: BreakerConfig {
-                consecutive_failures: 2,
-                failure_ratio: 1.0,
-                window: 10,
-                min_requests: 10,
-                cooldown: Duration::from_secs(30),
-                max_cooldown: Duration::from_secs(60),
-            },
-        }
-    }
-
-    fn job(id: i64, endpoint: &str) -> Job {
-        Job {
-            delivery_id: id,
-            lease_token: uuid::Uuid::nil(),
-            attempts: 0,
-            manual: false,
-            message_id: format!("msg_{id}"),
-            event_type: "a".into(),
-            payload: None,
-            endpoint: Arc::new(Destination {
-                id: endpoint.into(),
-                url: "https://example.com".into(),
-                disabled: false,
-                rate_limit: None,
-                headers: vec![],
-                secrets: vec![],
-                defect: None,
-            }),
-        }
+        fixture_config(per_endpoint, None)
     }
 
     fn started(actions: &[Action]) -> Vec<i64> {
