@@ -5,16 +5,20 @@
 //! * [`cli`]: the `herald` command line (serve, migrate, config, verify, healthcheck).
 //! * [`startup`]: builds the process (database, migrations, dispatcher, HTTP API) and runs
 //!   it until SIGTERM, then drains.
-//! * [`config`]: layered settings, validated at start-up with errors that name the setting.
+//! * [`config`]: layered settings, declared once by concern (`config::groups`), validated at
+//!   start-up with errors that name the setting.
 //! * [`telemetry`]: the tracing subscriber (pretty or JSON).
 //! * [`metrics`]: the Prometheus metrics, one registry per process (no globals).
 //! * [`api`]: the HTTP API.
-//! * [`dispatcher`]: the handle on the delivery engine.
-//! * [`actors`]: the engine's actors: supervisor, claimer, senders, recorder, reaper. Thin
-//!   wiring over the plain modules below.
+//! * [`dispatcher`]: the handle on the delivery engine, and its configuration.
+//! * [`actors`]: the engine's actors (supervisor, claimer, senders, recorder, reaper,
+//!   retention) and the messages they exchange. Thin wiring over the plain modules below.
 //! * [`delivery`]: delivering one job as a pipeline of steps (prepare, sign, send,
-//!   classify, decide).
-//! * [`store`]: every SQL statement the engine runs (claim, record, reap, release).
+//!   classify, decide), and the plain logic the actors run: the claimer's in-flight
+//!   budget, a sender's scheduler over its endpoints' lanes.
+//! * [`store`]: every SQL statement the engine runs (claim, record, reap, release,
+//!   retention), and the write paths the API shares with it (group commit, idempotency,
+//!   replay).
 //! * [`destination`]: where Herald may send (SSRF guard, allowlist, pinned resolution).
 //! * [`signing`]: Standard Webhooks signatures and secrets.
 //! * [`retry`]: the retry schedule, jitter and `Retry-After`.
