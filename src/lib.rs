@@ -10,6 +10,8 @@
 //! * [`telemetry`]: the tracing subscriber (pretty or JSON).
 //! * [`metrics`]: the Prometheus metrics, one registry per process (no globals).
 //! * [`api`]: the HTTP API.
+//! * [`access`]: who may do what: configured and runtime tokens (operator-wide or scoped to
+//!   one application), and the lockout of addresses that keep failing to authenticate.
 //! * [`dispatcher`]: the handle on the delivery engine, and its configuration.
 //! * [`actors`]: the engine's actors (supervisor, claimer, senders, recorder, reaper,
 //!   retention) and the messages they exchange. Thin wiring over the plain modules below.
@@ -27,6 +29,7 @@
 //! The database schema and the transactional outbox function `herald.send_message` live in
 //! `migrations/`.
 
+pub mod access;
 pub mod actors;
 pub mod api;
 pub mod breaker;

@@ -1,6 +1,6 @@
 //! Wiring the process together: database, migrations, dispatcher, HTTP API, shutdown.
 
-use std::{net::TcpListener, str::FromStr};
+use std::{net::TcpListener, num::NonZeroU32, str::FromStr};
 
 use actix_web::{dev::ServerHandle, web, App, HttpServer};
 use anyhow::Context as _;
@@ -11,9 +11,10 @@ use tracing_actix_web::TracingLogger;
 use utoipa_actix_web::AppExt;
 
 use crate::{
+    access::{lockout::Lockout, Authenticator},
     api::{
-        auth::ApiTokens, doc::MethodTable, health::Readiness, idempotency::KeyLock,
-        message_create::MessageLimits, openapi::Document, ApiConfig, Serving,
+        health::Readiness, idempotency::KeyLock, message_create::MessageLimits, openapi::Document,
+        route_table::RouteTable, ApiConfig, Serving,
     },
     config::{ConfigError, Settings},
     dispatcher::{config::DispatcherConfig, Dispatcher},
@@ -76,14 +77,21 @@ impl Application {
         // (its writers run only where the API does).
         let writers = (serving == Serving::Api).then(|| web::Data::new(ApiWriters::start(&pool)));
         let document = crate::api::document(serving);
-        let methods = web::Data::new(MethodTable::from_document(&document));
+        let routes = web::Data::new(RouteTable::from_document(&document));
         let document = web::Data::new(Document(std::sync::Arc::new(
             document
                 .to_json()
                 .context("serializing the OpenAPI document")?,
         )));
         let api = std::sync::Arc::new(ApiConfig {
-            tokens: ApiTokens(settings.api.tokens.clone()),
+            authenticator: web::Data::new(Authenticator::new(
+                settings.api.tokens.clone(),
+                Lockout::per_minute(
+                    NonZeroU32::new(settings.access.auth_failure_limit)
+                        .context("auth_failure_limit is validated to be at least 1")?,
+                ),
+            )),
+            access: settings.access.clone(),
             max_body_bytes: settings.api.max_payload_bytes,
             destinations: crate::destination::Policy::from_settings(&settings),
             readiness: Readiness {
@@ -104,7 +112,7 @@ impl Application {
                 .wrap(TracingLogger::default())
                 .app_data(data.clone())
                 .app_data(document.clone())
-                .app_data(methods.clone())
+                .app_data(routes.clone())
                 .configure(|cfg| {
                     crate::api::app_data(cfg, &api);
                     if let Some(w) = writers {
@@ -114,7 +122,7 @@ impl Application {
                 .into_utoipa_app()
                 .configure(|cfg| crate::api::configure(cfg, serving))
                 .split_for_parts();
-            app.default_service(web::to(crate::api::doc::no_route))
+            app.default_service(web::to(crate::api::route_table::no_route))
         })
         // Signals are ours: shutdown must drain the dispatcher, not only the server.
         .disable_signals()
@@ -191,6 +199,19 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     let result = migrate_with(&settings.database.url, &pool).await;
     pool.close().await;
     result
+}
+
+/// A small pool for a command-line tool (`herald token`), on a migrated database (migrated
+/// here when `HERALD_RUN_MIGRATIONS` is on, as `serve` would).
+pub async fn tool_pool(settings: &Settings) -> anyhow::Result<PgPool> {
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(settings.database.timeout)
+        .connect_lazy_with(database_options(settings)?);
+    if settings.database.run_migrations {
+        migrate_with(&settings.database.url, &pool).await?;
+    }
+    Ok(pool)
 }
 
 async fn migrate_with(url: &str, pool: &PgPool) -> anyhow::Result<()> {

@@ -130,6 +130,24 @@ async fn save(pool: &PgPool, id: &str, input: &ApplicationIn) -> ApiResult<Appli
         .ok_or_else(|| ApiError::not_found("application"))
 }
 
+/// The application a path names (a uid), created from `new_app` (a message's or a portal
+/// access's `application`); the one a concurrent request created meanwhile if it won the
+/// race.
+pub async fn get_or_create(pool: &PgPool, key: &str, new_app: &ApplicationIn) -> ApiResult<String> {
+    // An id names an application that exists or not; a uid can be given to a new one.
+    if validate::looks_like_id(key) {
+        return Err(ApiError::not_found("application"));
+    }
+    new_app.validate("application.")?;
+    let mut new_app = new_app.clone();
+    let uid = new_app.uid.get_or_insert_with(|| key.to_string()).clone();
+    match insert(pool, &new_app).await {
+        Ok(app) => Ok(app.id),
+        Err(ApiError::Conflict(_)) => resolve(pool, &uid).await,
+        Err(e) => Err(e),
+    }
+}
+
 /// Applications, oldest first by default.
 pub async fn list_page(pool: &PgPool, q: &PageQuery) -> ApiResult<ListResponse<ApplicationOut>> {
     let page = Page::new(q, Ordering::Ascending)?;
@@ -203,6 +221,7 @@ async fn list(pool: web::Data<PgPool>, q: web::Query<PageQuery>) -> ApiResult<Ht
 
 /// Get an application.
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "v1.application.get", tag = "Application", params(AppPath),
     responses((status = 200, description = "The application", body = ApplicationOut))
 )]

@@ -209,6 +209,7 @@ fn invalid_query(name: &str, msg: &str) -> ApiError {
 
 /// List a message's attempts.
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "v1.message-attempt.list-by-msg", tag = "Message Attempt",
     params(MsgPath, PageQuery, AttemptQuery, ByMsgQuery, MessageFilter, ContentQuery),
     responses((status = 200, description = "A page of attempts", body = ListResponse<AttemptOut>))
@@ -240,6 +241,7 @@ async fn list_by_msg(
 
 /// List an endpoint's attempts.
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "v1.message-attempt.list-by-endpoint", tag = "Message Attempt",
     params(EndpointPath, PageQuery, AttemptQuery, MessageFilter, ContentQuery),
     responses((status = 200, description = "A page of attempts", body = ListResponse<AttemptOut>))
@@ -269,6 +271,7 @@ async fn list_by_endpoint(
 
 /// Get one attempt of a message.
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "v1.message-attempt.get", tag = "Message Attempt", params(AttemptPath),
     responses((status = 200, description = "The attempt", body = AttemptOut))
 )]

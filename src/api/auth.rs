@@ -1,111 +1,158 @@
-//! Bearer-token authentication for everything under `/api/v1` but health and the document.
+//! Bearer-token authentication for everything under `/api/v1` but health and the document,
+//! and the limits of application-scoped tokens.
+//!
+//! Deny by default: an application-scoped token reaches only the operations the document
+//! opens to it ([`RouteTable`]), only under its own application's path (another
+//! application is a 404, exactly as one that does not exist), and only `GET` when it is
+//! read-only. The few such operations not under an application's path (dead letters,
+//! background tasks, the event-type catalogue) limit their rows by the caller's
+//! [`Reach`](crate::access::principal::Reach).
+
+use std::net::{IpAddr, Ipv4Addr};
 
 use actix_web::{
     body::MessageBody,
-    dev::{ServiceRequest, ServiceResponse},
+    dev::{Payload, ServiceRequest, ServiceResponse},
+    http::{header::HeaderMap, Method},
     middleware::Next,
-    web, Error, HttpMessage,
+    web, Error, FromRequest, HttpMessage, HttpRequest,
 };
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+use sqlx::PgPool;
 
-use super::error::ApiError;
-
-/// The accepted tokens (`HERALD_API_TOKENS`).
-#[derive(Clone)]
-pub struct ApiTokens(pub Vec<String>);
-
-impl ApiTokens {
-    /// Compares against every token in constant time, so neither a token's content nor
-    /// which token matched leaks through timing.
-    pub fn accepts(&self, presented: &str) -> bool {
-        let mut ok = subtle::Choice::from(0);
-        for token in &self.0 {
-            ok |= token.as_bytes().ct_eq(presented.as_bytes());
-        }
-        ok.into()
-    }
-}
-
-/// Who a request comes from, for what it may reach and whose idempotency keys it uses.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Principal {
-    /// An operator token from the configuration; `digest` identifies it without showing it.
-    Operator { digest: String },
-}
-
-impl Principal {
-    fn operator(token: &str) -> Principal {
-        let digest = Sha256::digest(token.as_bytes());
-        Principal::Operator {
-            digest: digest[..8].iter().map(|b| format!("{b:02x}")).collect(),
-        }
-    }
-
-    /// The namespace of this caller's idempotency keys: two callers' keys never collide.
-    pub fn scope(&self) -> String {
-        match self {
-            Principal::Operator { digest } => format!("operator:{digest}"),
-        }
-    }
-}
+use super::{application, error::ApiError, route_table::RouteTable};
+use crate::access::{
+    principal::{AppGrant, Principal, Reach},
+    Authenticator, Refused,
+};
 
 pub async fn require_token(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let tokens = req
-        .app_data::<web::Data<ApiTokens>>()
-        .cloned()
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("ApiTokens not configured")))?;
-    let header = req
-        .headers()
+    let (auth, pool, routes) = state(req.request())?;
+    let client = client_address(req.request());
+    // A locked-out address is refused before its token is even read.
+    auth.check_address(client).map_err(refused)?;
+    let presented = bearer(req.headers())?;
+    let principal = auth
+        .authenticate(&pool, client, presented)
+        .await
+        .map_err(refused)?;
+    if let Principal::Application(grant) = &principal {
+        admit(&pool, &routes, grant, req.method(), req.path()).await?;
+    }
+    req.extensions_mut().insert(principal);
+    next.call(req).await
+}
+
+type State = (
+    web::Data<Authenticator>,
+    web::Data<PgPool>,
+    web::Data<RouteTable>,
+);
+
+fn state(req: &HttpRequest) -> Result<State, ApiError> {
+    let missing = |what| ApiError::Internal(anyhow::anyhow!("{what} not configured"));
+    Ok((
+        req.app_data::<web::Data<Authenticator>>()
+            .cloned()
+            .ok_or_else(|| missing("Authenticator"))?,
+        req.app_data::<web::Data<PgPool>>()
+            .cloned()
+            .ok_or_else(|| missing("PgPool"))?,
+        req.app_data::<web::Data<RouteTable>>()
+            .cloned()
+            .ok_or_else(|| missing("RouteTable"))?,
+    ))
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let header = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .ok_or(ApiError::Unauthorized(
             "missing Authorization: Bearer <token> header",
         ))?;
-    let token = header
+    Ok(header
         .strip_prefix("Bearer ")
         .or_else(|| header.strip_prefix("bearer "))
         .ok_or(ApiError::Unauthorized(
             "the Authorization header must be \"Bearer <token>\"",
         ))?
-        .trim();
-    if tokens.0.is_empty() {
-        return Err(
-            ApiError::Unauthorized("no API tokens are configured (HERALD_API_TOKENS)").into(),
-        );
-    }
-    if !tokens.accepts(token) {
-        return Err(ApiError::Unauthorized("invalid token").into());
-    }
-    req.extensions_mut().insert(Principal::operator(token));
-    next.call(req).await
+        .trim())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The address failed authentications count against: the peer's. (Behind a proxy that is
+/// the proxy's, so the limit is shared by everyone behind it; see README "Access".)
+pub fn client_address(req: &HttpRequest) -> IpAddr {
+    req.peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
 
-    #[test]
-    fn accepts_only_configured_tokens() {
-        let t = ApiTokens(vec![
-            "first-token-0123456".into(),
-            "second-token-0123456".into(),
-        ]);
-        assert!(t.accepts("first-token-0123456"));
-        assert!(t.accepts("second-token-0123456"));
-        assert!(!t.accepts("first-token-012345"));
-        assert!(!t.accepts(""));
-        assert!(!ApiTokens(vec![]).accepts(""));
+pub fn refused(r: Refused) -> ApiError {
+    match r {
+        Refused::LockedOut(wait) => ApiError::TooManyRequests(r.to_string(), wait),
+        Refused::Invalid => ApiError::Unauthorized("invalid token"),
+        Refused::Database(e) => e.into(),
     }
+}
 
-    #[test]
-    fn callers_have_their_own_key_scopes() {
-        let a = Principal::operator("first-token-0123456").scope();
-        assert_eq!(a, Principal::operator("first-token-0123456").scope());
-        assert_ne!(a, Principal::operator("second-token-0123456").scope());
-        assert!(!a.contains("first-token"), "the token itself never shows");
+/// Whether an application-scoped token may call `method path`.
+async fn admit(
+    pool: &PgPool,
+    routes: &RouteTable,
+    grant: &AppGrant,
+    method: &Method,
+    path: &str,
+) -> Result<(), ApiError> {
+    let Some(op) = routes.operation(method, path) else {
+        return Err(ApiError::NotFound(format!("no route {method} {path}")));
+    };
+    if !op.application_tokens {
+        return Err(ApiError::Forbidden(format!(
+            "this token is limited to application {}; {method} {path} needs an operator token",
+            grant.app_id
+        )));
+    }
+    if grant.read_only && method != Method::GET {
+        return Err(ApiError::Forbidden(
+            "this token is read-only: it may only GET".into(),
+        ));
+    }
+    if let Some(key) = op.app_key {
+        // Someone else's application is not found, exactly like one that does not exist.
+        let app_id = application::resolve(pool, key).await?;
+        if app_id != grant.app_id {
+            return Err(ApiError::not_found("application"));
+        }
+    }
+    Ok(())
+}
+
+fn principal_of(req: &HttpRequest) -> Result<Principal, ApiError> {
+    req.extensions().get::<Principal>().cloned().ok_or_else(|| {
+        ApiError::Internal(anyhow::anyhow!("no principal: route outside require_token"))
+    })
+}
+
+/// Who is calling, in a handler (set by [`require_token`]).
+impl FromRequest for Principal {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Principal, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(principal_of(req))
+    }
+}
+
+/// The rows the caller reaches, in a handler.
+impl FromRequest for Reach {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Reach, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(principal_of(req).map(|p| p.reach()))
     }
 }

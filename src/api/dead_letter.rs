@@ -14,7 +14,13 @@ use super::{
     pagination::{ListResponse, Ordering, Page, PageQuery},
     query,
 };
-use crate::store::replay::{self, Selection};
+use crate::{
+    access::principal::Reach,
+    store::{
+        replay::{self, Selection},
+        task::TaskKind,
+    },
+};
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(list).service(replay_bulk).service(replay_one);
@@ -65,20 +71,53 @@ pub struct DeadLetterFilter {
     pub until: Option<DateTime<Utc>>,
 }
 
-async fn app_filter(pool: &PgPool, app: &Option<String>) -> ApiResult<Option<String>> {
-    match app {
-        Some(key) => Ok(Some(application::resolve(pool, key).await?)),
-        None => Ok(None),
+/// The application whose dead letters to take: the one named (id or uid), within what the
+/// caller reaches (an application-scoped caller naming another one finds nothing: 404).
+async fn app_filter(
+    pool: &PgPool,
+    reach: &Reach,
+    named: &Option<String>,
+) -> ApiResult<Option<String>> {
+    let named = match named {
+        Some(key) => Some(application::resolve(pool, key).await?),
+        None => None,
+    };
+    match (reach.app_id(), named) {
+        (Some(own), Some(named)) if named != own => Err(ApiError::not_found("application")),
+        (Some(own), _) => Ok(Some(own.to_string())),
+        (None, named) => Ok(named),
+    }
+}
+
+impl DeadLetterFilter {
+    /// The replay selection these filters make, within `reach`.
+    pub async fn selection(&self, pool: &PgPool, reach: &Reach) -> ApiResult<Selection> {
+        check_range(self.since, self.until)?;
+        Ok(Selection {
+            app_id: app_filter(pool, reach, &self.app_id).await?,
+            endpoint_id: self.endpoint_id.clone(),
+            since: self.since,
+            until: self.until,
+            delivery_ids: None,
+        })
+    }
+}
+
+fn check_range(since: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>) -> ApiResult<()> {
+    match (since, until) {
+        (Some(s), Some(u)) if u <= s => Err(ApiError::invalid("until", "must be after since")),
+        _ => Ok(()),
     }
 }
 
 /// Dead letters, most recent delivery first by default.
 pub async fn list_page(
     pool: &PgPool,
+    reach: &Reach,
     page: &PageQuery,
     f: &DeadLetterFilter,
 ) -> ApiResult<ListResponse<DeadLetterOut>> {
-    let app_id = app_filter(pool, &f.app_id).await?;
+    let app_id = app_filter(pool, reach, &f.app_id).await?;
     let mut page = Page::new(page, Ordering::Descending)?;
     let cursor = match page.after.take() {
         Some(it) => Some(delivery_id(&it).ok_or_else(|| {
@@ -125,6 +164,7 @@ pub async fn list_page(
 
 /// Herald: list dead letters.
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "herald.dead-letter.list", tag = "Dead letters",
     params(PageQuery, DeadLetterFilter),
     responses(
@@ -135,16 +175,22 @@ pub async fn list_page(
 #[get("/dead-letter")]
 async fn list(
     pool: web::Data<PgPool>,
+    reach: Reach,
     page: web::Query<PageQuery>,
     f: web::Query<DeadLetterFilter>,
 ) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(list_page(&pool, &page, &f).await?))
+    Ok(HttpResponse::Ok().json(list_page(&pool, &reach, &page, &f).await?))
 }
 
 /// How many were replayed.
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct ReplayedOut {
     pub replayed: u64,
+    /// A bulk replay's background task (`qtask_…`): its `data` shows how many of the
+    /// replayed deliveries have been delivered since.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -157,27 +203,35 @@ struct DeadLetterPath {
 
 /// Herald: replay one dead letter (due now, with a fresh retry schedule).
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "herald.dead-letter.replay", tag = "Dead letters", params(DeadLetterPath),
     responses((status = 202, description = "Queued", body = ReplayedOut))
 )]
 #[post("/dead-letter/{delivery_id}/replay")]
 async fn replay_one(
     pool: web::Data<PgPool>,
+    reach: Reach,
     path: web::Path<DeadLetterPath>,
 ) -> ApiResult<HttpResponse> {
     let n = delivery_id(&path.delivery_id).ok_or_else(|| ApiError::not_found("dead letter"))?;
-    let replayed = replay::replay(
-        &pool,
-        &Selection {
-            delivery_ids: Some(vec![n]),
-            ..Default::default()
-        },
-    )
-    .await?;
+    Ok(HttpResponse::Accepted().json(replay_one_of(&pool, &reach, n).await?))
+}
+
+/// Replays dead letter `n` if the caller reaches it.
+pub async fn replay_one_of(pool: &PgPool, reach: &Reach, n: i64) -> ApiResult<ReplayedOut> {
+    let selection = Selection {
+        app_id: reach.app_id().map(String::from),
+        delivery_ids: Some(vec![n]),
+        ..Default::default()
+    };
+    let replayed = replay::replay(pool, &selection).await?;
     if replayed == 0 {
         return Err(ApiError::not_found("dead letter"));
     }
-    Ok(HttpResponse::Accepted().json(ReplayedOut { replayed }))
+    Ok(ReplayedOut {
+        replayed,
+        task_id: None,
+    })
 }
 
 /// Which dead letters to replay; every filter given must match.
@@ -190,8 +244,9 @@ pub struct ReplayIn {
     until: Option<DateTime<Utc>>,
 }
 
-/// Herald: replay dead letters in bulk.
+/// Herald: replay dead letters in bulk, as a background task.
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "herald.dead-letter.replay-bulk", tag = "Dead letters", request_body = ReplayIn,
     responses(
         (status = 202, description = "Queued", body = ReplayedOut),
@@ -201,21 +256,31 @@ pub struct ReplayIn {
 #[post("/dead-letter/replay")]
 async fn replay_bulk(
     pool: web::Data<PgPool>,
+    reach: Reach,
     Json(input): Json<ReplayIn>,
 ) -> ApiResult<HttpResponse> {
-    if let (Some(s), Some(u)) = (input.since, input.until) {
-        if u <= s {
-            return Err(ApiError::invalid("until", "must be after since"));
-        }
-    }
-    let selection = Selection {
-        app_id: app_filter(&pool, &input.app_id).await?,
+    let filter = DeadLetterFilter {
+        app_id: input.app_id,
         endpoint_id: input.endpoint_id,
         since: input.since,
         until: input.until,
-        delivery_ids: None,
     };
-    let replayed = replay::replay(&pool, &selection).await?;
-    tracing::info!(replayed, ?selection, "dead letters replayed");
-    Ok(HttpResponse::Accepted().json(ReplayedOut { replayed }))
+    let selection = filter.selection(&pool, &reach).await?;
+    Ok(HttpResponse::Accepted().json(replay_bulk_of(&pool, &selection).await?))
+}
+
+/// Replays what `selection` names as a bulk-replay task.
+pub async fn replay_bulk_of(pool: &PgPool, selection: &Selection) -> ApiResult<ReplayedOut> {
+    let task = replay::replay_as_task(
+        pool,
+        TaskKind::EndpointBulkReplay,
+        selection.app_id.as_deref(),
+        selection,
+    )
+    .await?;
+    tracing::info!(replayed = task.messages_sent(), task = %task.id, ?selection, "dead letters replayed");
+    Ok(ReplayedOut {
+        replayed: task.messages_sent(),
+        task_id: Some(task.id),
+    })
 }

@@ -61,6 +61,7 @@ impl From<DestinationRow> for MessageEndpointOut {
 
 /// List the endpoints a message was sent to, with the delivery's status at each.
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "v1.message-attempt.list-attempted-destinations", tag = "Message Attempt",
     params(MsgPath, PageQuery),
     responses((status = 200, description = "A page of endpoints", body = ListResponse<MessageEndpointOut>))
@@ -123,6 +124,7 @@ struct StatusQuery {
 
 /// List the messages an endpoint was sent, with the delivery's status at it.
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "v1.message-attempt.list-attempted-messages", tag = "Message Attempt",
     params(EndpointPath, PageQuery, StatusQuery, MessageFilter, ContentQuery),
     responses((status = 200, description = "A page of messages", body = ListResponse<EndpointMessageOut>))
@@ -186,6 +188,7 @@ async fn endpoint_messages(
 
 /// Send a message to one endpoint again, now, with a fresh schedule.
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "v1.message-attempt.resend", tag = "Message Attempt", params(MsgEndpointPath),
     responses(
         (status = 202, description = "Queued", body = Object),

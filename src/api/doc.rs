@@ -6,7 +6,7 @@
 //! database classification). `openapi.json` in the repository is this document, written by
 //! `herald openapi` (a test keeps the two equal).
 
-use actix_web::{http::Method, web, HttpRequest, HttpResponse};
+use actix_web::http::Method;
 use utoipa::{
     openapi::{
         path::{Operation, Parameter, ParameterBuilder, ParameterIn},
@@ -16,7 +16,10 @@ use utoipa::{
     PartialSchema, ToSchema,
 };
 
-use super::error::{ApiError, HttpErrorOut, ValidationErrorItem, ValidationOut};
+use super::{
+    error::{HttpErrorOut, ValidationErrorItem, ValidationOut},
+    route_table::{open_to_applications, operations, APPLICATION_TOKEN},
+};
 
 /// Operations anyone may call: health (for load balancers) and this document.
 const PUBLIC: &[&str] = &[
@@ -40,7 +43,19 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
     let components = doc.components.get_or_insert_with(Default::default);
     components.security_schemes.insert(
         "HTTPBearer".into(),
-        RefOr::T(SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer))),
+        RefOr::T(SecurityScheme::Http(bearer_scheme(
+            "An operator token: one of `HERALD_API_TOKENS`, or one made by `herald token \
+             create` or `POST /api/v1/token` without an application. Every operation.",
+        ))),
+    );
+    components.security_schemes.insert(
+        APPLICATION_TOKEN.into(),
+        RefOr::T(SecurityScheme::Http(bearer_scheme(
+            "A token limited to one application (`herald token create --app`, or the token \
+             of app-portal-access). Only the operations that list this scheme, under its own \
+             application's path (any other application is 404), and only `GET` if it is \
+             read-only.",
+        ))),
     );
     for (name, schema) in [
         (HttpErrorOut::name(), HttpErrorOut::schema()),
@@ -49,14 +64,19 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
     ] {
         components.schemas.insert(name.into_owned(), schema);
     }
-    let bearer = SecurityRequirement::new("HTTPBearer", Vec::<String>::new());
+    let operator = SecurityRequirement::new("HTTPBearer", Vec::<String>::new());
+    let application = SecurityRequirement::new(APPLICATION_TOKEN, Vec::<String>::new());
     for (path, item) in doc.paths.paths.iter_mut() {
         let public = PUBLIC.contains(&path.as_str()) || !path.starts_with("/api/v1");
         for (method, op) in operations(item) {
+            // A handler opens itself to application tokens by listing their scheme
+            // (`security(("ApplicationToken" = []))`); operator tokens reach everything.
             op.security = Some(if public {
                 vec![SecurityRequirement::default()]
+            } else if open_to_applications(op) {
+                vec![operator.clone(), application.clone()]
             } else {
-                vec![bearer.clone()]
+                vec![operator.clone()]
             });
             if !public {
                 complete(path, &method, op);
@@ -64,21 +84,6 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
         }
     }
     doc
-}
-
-/// The operations of a path item with their methods.
-fn operations(item: &mut utoipa::openapi::PathItem) -> Vec<(Method, &mut Operation)> {
-    [
-        (Method::GET, item.get.as_mut()),
-        (Method::PUT, item.put.as_mut()),
-        (Method::POST, item.post.as_mut()),
-        (Method::DELETE, item.delete.as_mut()),
-        (Method::HEAD, item.head.as_mut()),
-        (Method::PATCH, item.patch.as_mut()),
-    ]
-    .into_iter()
-    .filter_map(|(m, op)| op.map(|op| (m, op)))
-    .collect()
 }
 
 /// The answers every authenticated operation can give besides its own, by what it takes.
@@ -103,6 +108,18 @@ fn complete(path: &str, method: &Method, op: &mut Operation) {
             .or_insert_with(|| RefOr::T(error_response(why, validation)));
     };
     add(401, "The bearer token is missing or not accepted", false);
+    add(
+        403,
+        "The token may not call this operation: it is limited to one application, or \
+         read-only",
+        false,
+    );
+    add(
+        429,
+        "Too many failed authentications from this address: locked out for `Retry-After` \
+         seconds",
+        false,
+    );
     add(
         503,
         "The database is unavailable or too busy; retry after `Retry-After` seconds",
@@ -144,6 +161,12 @@ fn complete(path: &str, method: &Method, op: &mut Operation) {
     }
 }
 
+fn bearer_scheme(description: &str) -> Http {
+    let mut http = Http::new(HttpAuthScheme::Bearer);
+    http.description = Some(description.into());
+    http
+}
+
 fn error_response(description: &str, validation: bool) -> Response {
     let schema = if validation {
         ValidationOut::name()
@@ -180,111 +203,4 @@ fn idempotency_key() -> Parameter {
                 .pattern(Some("^[!-~]+$")),
         ))
         .build()
-}
-
-/// Which methods each documented path accepts, for the `405 Method Not Allowed` (with
-/// `Allow`) that a known path answers to any other method.
-#[derive(Debug, Clone, Default)]
-pub struct MethodTable(Vec<(Vec<Segment>, Vec<String>)>);
-
-#[derive(Debug, Clone, PartialEq)]
-enum Segment {
-    Literal(String),
-    Param,
-}
-
-impl MethodTable {
-    pub fn from_document(doc: &OpenApi) -> MethodTable {
-        let mut table = Vec::new();
-        for (path, item) in &doc.paths.paths {
-            let mut item = item.clone();
-            let methods: Vec<String> = operations(&mut item)
-                .into_iter()
-                .map(|(m, _)| m.to_string())
-                .collect();
-            let segments = path
-                .split('/')
-                .map(|s| {
-                    if s.starts_with('{') {
-                        Segment::Param
-                    } else {
-                        Segment::Literal(s.to_string())
-                    }
-                })
-                .collect();
-            table.push((segments, methods));
-        }
-        MethodTable(table)
-    }
-
-    /// The methods `path` accepts (of every documented path it matches), if any.
-    pub fn allowed(&self, path: &str) -> Option<Vec<String>> {
-        let parts: Vec<&str> = path.split('/').collect();
-        let mut methods: Vec<String> = self
-            .0
-            .iter()
-            .filter(|(segments, _)| {
-                segments.len() == parts.len()
-                    && segments.iter().zip(&parts).all(|(s, p)| match s {
-                        Segment::Param => !p.is_empty(),
-                        Segment::Literal(l) => l == p,
-                    })
-            })
-            .flat_map(|(_, methods)| methods.iter().cloned())
-            .collect();
-        methods.sort();
-        methods.dedup();
-        (!methods.is_empty()).then_some(methods)
-    }
-}
-
-/// Every answer is JSON, unknown routes included (the SDKs cannot parse anything else): 405
-/// with `Allow` for a known path, 404 otherwise.
-pub async fn no_route(req: HttpRequest, table: Option<web::Data<MethodTable>>) -> HttpResponse {
-    use actix_web::ResponseError;
-    if let Some(methods) = table.as_ref().and_then(|t| t.allowed(req.path())) {
-        return HttpResponse::MethodNotAllowed()
-            .insert_header(("allow", methods.join(", ")))
-            .json(HttpErrorOut {
-                code: "method_not_allowed".into(),
-                detail: format!(
-                    "{} is not allowed on {}; use {}",
-                    req.method(),
-                    req.path(),
-                    methods.join(", ")
-                ),
-            });
-    }
-    ApiError::NotFound(format!("no route {} {}", req.method(), req.path())).error_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn known_paths_answer_with_their_methods() {
-        let mut doc = OpenApi::default();
-        let op = || Operation::new();
-        let mut item = utoipa::openapi::PathItem::new(utoipa::openapi::HttpMethod::Get, op());
-        item.post = Some(op());
-        doc.paths
-            .paths
-            .insert("/api/v1/app/{app_id}/msg".into(), item);
-        doc.paths.paths.insert(
-            "/api/v1/app/{app_id}/msg/precheck/active".into(),
-            utoipa::openapi::PathItem::new(utoipa::openapi::HttpMethod::Post, op()),
-        );
-        let t = MethodTable::from_document(&doc);
-        assert_eq!(
-            t.allowed("/api/v1/app/acme/msg"),
-            Some(vec!["GET".to_string(), "POST".to_string()])
-        );
-        assert_eq!(
-            t.allowed("/api/v1/app/acme/msg/precheck/active"),
-            Some(vec!["POST".to_string()])
-        );
-        assert_eq!(t.allowed("/api/v1/app//msg"), None);
-        assert_eq!(t.allowed("/api/v1/nothing"), None);
-    }
 }

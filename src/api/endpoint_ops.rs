@@ -49,6 +49,7 @@ impl TimeRangeIn {
 /// Recover: send again, with a fresh retry schedule, every delivery to this endpoint that
 /// failed (is dead) among the messages created in the range.
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "v1.endpoint.recover", tag = "Endpoint",
     params(EndpointPath), request_body = TimeRangeIn,
     responses((status = 202, description = "Done; `data.messagesSent` says how many", body = BackgroundTaskOut))
@@ -60,27 +61,33 @@ async fn recover(
     Json(input): Json<TimeRangeIn>,
 ) -> ApiResult<HttpResponse> {
     input.check()?;
-    let (_, e) = endpoint::resolve(&pool, &path).await?;
+    let (app_id, e) = endpoint::resolve(&pool, &path).await?;
     let selection = replay::Selection {
         endpoint_id: Some(e.id.clone()),
         since: Some(input.since),
         until: input.until,
         ..Default::default()
     };
-    let sent = replay::replay(&pool, &selection).await?;
-    tracing::info!(endpoint_id = %e.id, sent, "recovered failed messages");
-    task_done(&pool, task::TaskKind::EndpointRecover, sent).await
+    let done = replay::replay_as_task(
+        &pool,
+        task::TaskKind::EndpointRecover,
+        Some(&app_id),
+        &selection,
+    )
+    .await?;
+    tracing::info!(endpoint_id = %e.id, sent = done.messages_sent(), "recovered failed messages");
+    task_answer(&pool, done).await
 }
 
-/// Records a task that sent `sent` messages, and answers with it (202).
-async fn task_done(pool: &PgPool, kind: task::TaskKind, sent: u64) -> ApiResult<HttpResponse> {
-    let done = task::finished(pool, kind, json!({ "messagesSent": sent })).await?;
-    Ok(HttpResponse::Accepted().json(BackgroundTaskOut::from_row(done)?))
+/// Answers with a task (202).
+async fn task_answer(pool: &PgPool, done: task::TaskRow) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Accepted().json(BackgroundTaskOut::with_progress(pool, done).await?))
 }
 
 /// Replay missing: send this endpoint every message created in the range that it is
 /// subscribed to and was never sent (an endpoint added, or re-subscribed, later).
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "v1.endpoint.replay-missing", tag = "Endpoint",
     params(EndpointPath), request_body = TimeRangeIn,
     responses((status = 202, description = "Done; `data.messagesSent` says how many", body = BackgroundTaskOut))
@@ -92,15 +99,15 @@ async fn replay_missing(
     Json(input): Json<TimeRangeIn>,
 ) -> ApiResult<HttpResponse> {
     input.check()?;
-    let (_, e) = endpoint::resolve(&pool, &path).await?;
+    let (app_id, e) = endpoint::resolve(&pool, &path).await?;
     if e.disabled {
         return Err(ApiError::Conflict(
             "the endpoint is disabled: enable it first (POST …/enable)".into(),
         ));
     }
-    let sent = replay::replay_missing(&pool, &e.id, input.since, input.until).await?;
-    tracing::info!(endpoint_id = %e.id, sent, "replayed missing messages");
-    task_done(&pool, task::TaskKind::EndpointReplay, sent).await
+    let done = replay::replay_missing(&pool, &app_id, &e.id, input.since, input.until).await?;
+    tracing::info!(endpoint_id = %e.id, sent = done.messages_sent(), "replayed missing messages");
+    task_answer(&pool, done).await
 }
 
 /// An example message to send.
@@ -121,6 +128,7 @@ pub struct ExampleIn {
 
 /// Send one example message of an event type to this endpoint only.
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "v1.endpoint.send-example", tag = "Endpoint",
     params(EndpointPath), request_body = ExampleIn,
     responses((status = 200, description = "The message sent", body = MessageOut))
@@ -188,6 +196,7 @@ pub struct EndpointStats {
 
 /// Count an endpoint's deliveries by state.
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "v1.endpoint.get-stats", tag = "Endpoint", params(EndpointPath, StatsQuery),
     responses((status = 200, description = "Counts", body = EndpointStats))
 )]
@@ -226,6 +235,7 @@ async fn stats(
 /// Herald: re-enable an endpoint that was disabled (by a 410, by failing too long, or
 /// through the API). Its dead letters stay dead until replayed.
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "herald.endpoint.enable", tag = "Endpoint", params(EndpointPath),
     responses((status = 200, description = "The endpoint, enabled", body = EndpointOut))
 )]
@@ -272,6 +282,7 @@ pub struct CircuitOut {
 
 /// Herald: an endpoint's circuit breaker, per dispatcher instance and overall.
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "herald.endpoint.circuit", tag = "Endpoint", params(EndpointPath),
     responses((status = 200, description = "The breaker's state", body = CircuitOut))
 )]

@@ -37,6 +37,7 @@ pub struct SecretOut {
 
 /// Get an endpoint's current signing secret.
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "v1.endpoint.get-secret", tag = "Endpoint", params(EndpointPath),
     responses((status = 200, description = "The current secret", body = SecretOut))
 )]
@@ -74,6 +75,7 @@ pub struct RotateIn {
 /// signing next to it for the grace period, so receivers can deploy the new secret without
 /// missing a delivery.
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "v1.endpoint.rotate-secret", tag = "Endpoint",
     params(EndpointPath), request_body(content = Option<RotateIn>),
     responses((status = 200, description = "The new secret", body = SecretOut))
@@ -179,6 +181,7 @@ async fn store_headers(
 
 /// Get an endpoint's custom headers.
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "v1.endpoint.get-headers", tag = "Endpoint", params(EndpointPath),
     responses((status = 200, description = "The headers", body = HeadersOut))
 )]
@@ -197,6 +200,7 @@ async fn get_headers(
 
 /// Replace an endpoint's custom headers.
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "v1.endpoint.update-headers", tag = "Endpoint",
     params(EndpointPath), request_body = HeadersIn,
     responses((status = 204, description = "Replaced"))
@@ -214,6 +218,7 @@ async fn update_headers(
 
 /// Set or remove some of an endpoint's custom headers.
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "v1.endpoint.patch-headers", tag = "Endpoint",
     params(EndpointPath), request_body = HeadersPatchIn,
     responses((status = 204, description = "Changed"))

@@ -47,6 +47,9 @@ pub enum ApiError {
     BadRequest(String),
     #[error("authentication failed: {0}")]
     Unauthorized(&'static str),
+    /// The caller is known but may not do this (an application-scoped or read-only token).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -109,6 +112,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -130,6 +134,7 @@ impl ResponseError for ApiError {
             }
             ApiError::BadRequest(d) => ("bad_request", d.clone()),
             ApiError::Unauthorized(d) => ("authentication_failed", d.to_string()),
+            ApiError::Forbidden(d) => ("forbidden", d.clone()),
             ApiError::NotFound(d) => ("not_found", d.clone()),
             ApiError::Conflict(d) => ("conflict", d.clone()),
             ApiError::PayloadTooLarge(d) => ("payload_too_large", d.clone()),

@@ -21,10 +21,10 @@ use actix_web::{
 use sqlx::PgPool;
 
 use super::{
-    auth::Principal,
     error::{ApiError, ValidationErrorItem},
     extract,
 };
+use crate::access::principal::Principal;
 use crate::store::{
     idempotency::{self as log, Held, KeyAnswer, KeyClaim, KeyedRequest},
     writers::ApiWriters,

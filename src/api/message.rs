@@ -182,6 +182,7 @@ pub async fn list_page(
 
 /// List an application's messages.
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "v1.message.list", tag = "Message",
     params(AppPath, PageQuery, MessageFilter, ContentQuery),
     responses((status = 200, description = "A page of messages", body = ListResponse<MessageOut>))
@@ -201,6 +202,7 @@ async fn list(
 
 /// Get a message, by its id or its `eventId`.
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "v1.message.get", tag = "Message", params(MsgPath, ContentQuery),
     responses((status = 200, description = "The message", body = MessageOut))
 )]
@@ -217,6 +219,7 @@ async fn get(
 /// Delete a message's payload (personal data, say), keeping the message and its delivery
 /// history. A delivery still waiting then dies ("payload was expunged").
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "v1.message.expunge-content", tag = "Message", params(MsgPath),
     responses((status = 204, description = "Expunged"))
 )]
@@ -250,6 +253,7 @@ pub struct PrecheckOut {
 /// Check whether a message of this event type (and channels) would reach any enabled
 /// endpoint of the application, without creating it.
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "v1.message.precheck", tag = "Message",
     params(AppPath), request_body = PrecheckIn,
     responses((status = 200, description = "Whether it would be sent", body = PrecheckOut))

@@ -125,6 +125,7 @@ impl MessageIn {
 /// Create a message and send it to every endpoint of the application subscribed to its
 /// event type and channels.
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "v1.message.create", tag = "Message",
     params(AppPath, ContentQuery), request_body = MessageIn,
     responses(
@@ -165,7 +166,7 @@ pub async fn create(
             let Some(new_app) = &input.application else {
                 return Err(ApiError::not_found("application"));
             };
-            message.app = create_application(&pool, &app, new_app).await?;
+            message.app = application::get_or_create(&pool, &app, new_app).await?;
             write(message).await.map_err(invalid_payload)?
         }
         written => written,
@@ -198,27 +199,6 @@ pub async fn create(
                 other => other.into_response(),
             }
         }
-    }
-}
-
-/// The application a message's path names (a uid), created from the message's
-/// `application`; the one a concurrent request created meanwhile if it won the race.
-async fn create_application(
-    pool: &PgPool,
-    key: &str,
-    new_app: &ApplicationIn,
-) -> ApiResult<String> {
-    // An id names an application that exists or not; a uid can be given to a new one.
-    if validate::looks_like_id(key) {
-        return Err(ApiError::not_found("application"));
-    }
-    new_app.validate("application.")?;
-    let mut new_app = new_app.clone();
-    let uid = new_app.uid.get_or_insert_with(|| key.to_string()).clone();
-    match application::insert(pool, &new_app).await {
-        Ok(app) => Ok(app.id),
-        Err(ApiError::Conflict(_)) => application::resolve(pool, &uid).await,
-        Err(e) => Err(e),
     }
 }
 

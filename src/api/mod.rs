@@ -6,7 +6,10 @@
 //! * Resources: [`application`], [`event_type`], [`endpoint`] (with [`endpoint_secret`],
 //!   [`endpoint_ops`]), [`message`] and [`message_create`], [`attempt`] and
 //!   [`delivery_status`], [`dead_letter`], [`background_task`], [`health`], [`metrics`].
-//! * Around them: [`auth`] (bearer tokens), [`idempotency`] (`idempotency-key`),
+//! * Access: [`token`] (tokens managed at run time), [`portal_access`] (a partner's link
+//!   and token, logout).
+//! * Around them: [`auth`] (bearer tokens, and the limits of application-scoped ones),
+//!   [`route_table`] (the documented routes at run time), [`idempotency`] (`idempotency-key`),
 //!   [`extract`] (bodies, refusing unknown fields), [`error`], [`pagination`], [`query`],
 //!   [`paths`], [`validate`], [`doc`] and [`openapi`] (the document).
 
@@ -31,7 +34,10 @@ pub mod metrics;
 pub mod openapi;
 pub mod pagination;
 pub mod paths;
+pub mod portal_access;
 pub mod query;
+pub mod route_table;
+pub mod token;
 pub mod validate;
 
 use actix_web::{middleware::from_fn, web};
@@ -42,7 +48,8 @@ use error::{ApiError, ValidationErrorItem};
 
 /// Shared state the handlers read.
 pub struct ApiConfig {
-    pub tokens: auth::ApiTokens,
+    pub authenticator: web::Data<crate::access::Authenticator>,
+    pub access: crate::config::groups::Access,
     pub max_body_bytes: usize,
     pub destinations: crate::destination::Policy,
     pub readiness: health::Readiness,
@@ -70,27 +77,31 @@ pub fn configure(cfg: &mut ServiceConfig, serving: Serving) {
         return;
     }
     cfg.service(
-        v1.service(openapi::document).service(
-            scope::scope("")
-                .wrap(from_fn(auth::require_token))
-                // Message creates claim their idempotency key in the message's own
-                // transaction; every other POST goes through the middleware.
-                .service(message_create::create)
-                .service(
-                    scope::scope("")
-                        .wrap(from_fn(idempotency::replay_or_record))
-                        .configure(application::routes)
-                        .configure(event_type::routes)
-                        .configure(endpoint::routes)
-                        .configure(endpoint_secret::routes)
-                        .configure(endpoint_ops::routes)
-                        .configure(message::routes)
-                        .configure(attempt::routes)
-                        .configure(delivery_status::routes)
-                        .configure(dead_letter::routes)
-                        .configure(background_task::routes),
-                ),
-        ),
+        v1.service(openapi::document)
+            .configure(portal_access::logout_route)
+            .service(
+                scope::scope("")
+                    .wrap(from_fn(auth::require_token))
+                    // Message creates claim their idempotency key in the message's own
+                    // transaction; every other POST goes through the middleware.
+                    .service(message_create::create)
+                    .service(
+                        scope::scope("")
+                            .wrap(from_fn(idempotency::replay_or_record))
+                            .configure(application::routes)
+                            .configure(event_type::routes)
+                            .configure(endpoint::routes)
+                            .configure(endpoint_secret::routes)
+                            .configure(endpoint_ops::routes)
+                            .configure(message::routes)
+                            .configure(attempt::routes)
+                            .configure(delivery_status::routes)
+                            .configure(dead_letter::routes)
+                            .configure(background_task::routes)
+                            .configure(token::routes)
+                            .configure(portal_access::routes),
+                    ),
+            ),
     );
 }
 
@@ -98,7 +109,8 @@ pub fn configure(cfg: &mut ServiceConfig, serving: Serving) {
 pub fn app_data(cfg: &mut web::ServiceConfig, api: &ApiConfig) {
     cfg.app_data(web::Data::new(api.readiness.clone()))
         .app_data(web::Data::new(api.metrics.clone()))
-        .app_data(web::Data::new(api.tokens.clone()))
+        .app_data(api.authenticator.clone())
+        .app_data(web::Data::new(api.access.clone()))
         .app_data(web::Data::new(extract::BodyLimit(api.max_body_bytes)))
         .app_data(web::Data::new(api.destinations.clone()))
         .app_data(web::Data::new(api.messages))

@@ -85,6 +85,8 @@ pub struct Settings {
     #[serde(flatten)]
     pub api: groups::Api,
     #[serde(flatten)]
+    pub access: groups::Access,
+    #[serde(flatten)]
     pub destinations: groups::Destinations,
     #[serde(flatten)]
     pub sending: groups::Sending,
@@ -152,6 +154,7 @@ impl Settings {
             process: group(&raw)?,
             database: group(&raw)?,
             api: group(&raw)?,
+            access: group(&raw)?,
             destinations: group(&raw)?,
             sending: group(&raw)?,
             retries: group(&raw)?,
@@ -204,6 +207,7 @@ impl Settings {
         self.process.validate()?;
         self.database.validate()?;
         self.api.validate()?;
+        self.access.validate()?;
         self.destinations.validate()?;
         self.sending.validate()?;
         self.retries.validate()?;

@@ -123,3 +123,22 @@ pub fn mask_url(raw: &str) -> String {
         Err(_) => "<unparseable>".into(),
     }
 }
+
+/// A URL, or nothing when empty.
+pub mod optional_url {
+    use super::*;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Option<url::Url>, D::Error> {
+        let raw = String::deserialize(de)?;
+        if raw.trim().is_empty() {
+            return Ok(None);
+        }
+        url::Url::parse(raw.trim())
+            .map(Some)
+            .map_err(|e| serde::de::Error::custom(format!("'{raw}' is not a URL ({e})")))
+    }
+
+    pub fn serialize<S: Serializer>(u: &Option<url::Url>, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_str(u.as_ref().map(|u| u.as_str()).unwrap_or(""))
+    }
+}

@@ -1,5 +1,8 @@
 //! Background tasks (Svix `BackgroundTaskOut`): recover, replay-missing and bulk replays are
-//! recorded here when they finish, so the task id they answer with can be looked up.
+//! recorded here (by the statement that queues their deliveries, [`super::replay`]), so the
+//! task id they answer with can be looked up, with the progress of what they queued.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -59,22 +62,64 @@ pub struct TaskRow {
     pub id: String,
     pub task: String,
     pub status: String,
+    pub app_id: Option<String>,
     pub data: sqlx::types::Json<serde_json::Value>,
     pub updated_at: DateTime<Utc>,
 }
 
-/// Records a task that has finished with `data` (what it did).
-pub async fn finished(
+pub const COLUMNS: &str = "id, task, status, app_id, data, updated_at";
+
+impl TaskRow {
+    /// How many messages the task queued (`data.messagesSent`).
+    pub fn messages_sent(&self) -> u64 {
+        self.data
+            .0
+            .get("messagesSent")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0)
+    }
+}
+
+/// What became of the deliveries a task queued (those it was the last to queue).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
+pub struct Progress {
+    pub delivered: i64,
+    /// Pending or being sent.
+    pub waiting: i64,
+    pub dead: i64,
+}
+
+impl Progress {
+    pub fn done(&self) -> bool {
+        self.waiting == 0
+    }
+}
+
+/// The progress of each of `task_ids` that queued deliveries.
+pub async fn progress(
     pool: &PgPool,
-    kind: TaskKind,
-    data: serde_json::Value,
-) -> Result<TaskRow, sqlx::Error> {
-    sqlx::query_as(
-        "INSERT INTO herald.background_task (task, status, data) VALUES ($1, 'finished', $2) \
-         RETURNING id, task, status, data, updated_at",
+    task_ids: &[String],
+) -> Result<HashMap<String, Progress>, sqlx::Error> {
+    let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT replay_task, count(*) FILTER (WHERE status = 'succeeded'), \
+                count(*) FILTER (WHERE status IN ('pending', 'sending')), \
+                count(*) FILTER (WHERE status = 'dead') \
+         FROM herald.delivery WHERE replay_task = ANY($1) GROUP BY replay_task",
     )
-    .bind(kind.as_str())
-    .bind(sqlx::types::Json(data))
-    .fetch_one(pool)
-    .await
+    .bind(task_ids)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, delivered, waiting, dead)| {
+            (
+                id,
+                Progress {
+                    delivered,
+                    waiting,
+                    dead,
+                },
+            )
+        })
+        .collect())
 }

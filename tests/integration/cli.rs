@@ -286,3 +286,68 @@ fn without_postgresql_start_up_says_where_it_looked_and_what_to_do() {
     );
     assert!(!line.contains("MIGRATIONS"), "not about migrations: {line}");
 }
+
+#[actix_rt::test]
+async fn token_commands_make_list_and_revoke_tokens_the_api_accepts() {
+    let t = spawn_app().await;
+    let api = t.api();
+    api.create_app("merchant-a", "A").await;
+    let env = [("HERALD_DATABASE_URL", t.database_url.as_str())];
+    let (code, out, err) = herald(
+        &[
+            "token",
+            "create",
+            "--name",
+            "merchant A backend",
+            "--app",
+            "merchant-a",
+            "--expires",
+            "30days",
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{err}");
+    let token = out.trim();
+    assert!(
+        token.starts_with("hrld_") && !token.contains('\n'),
+        "stdout is the token alone: {out}"
+    );
+    assert!(err.contains("not shown again"), "{err}");
+    let scoped = api.with_token(token);
+    scoped
+        .expect(200, "GET", "/api/v1/app/merchant-a/endpoint", None)
+        .await;
+    scoped.expect(403, "GET", "/api/v1/app", None).await;
+
+    let (code, out, _) = herald(&["token", "list"], &env);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("merchant A backend") && out.contains("live"),
+        "{out}"
+    );
+    assert!(!out.contains(token), "the list never shows a token");
+    let id = out
+        .lines()
+        .find(|l| l.contains("merchant A backend"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+
+    let (code, out, _) = herald(&["token", "revoke", &id], &env);
+    assert_eq!(code, 0, "{out}");
+    scoped
+        .expect(401, "GET", "/api/v1/app/merchant-a/endpoint", None)
+        .await;
+
+    // Mistakes say what is wrong.
+    let (code, _, err) = herald(&["token", "create", "--name", "x", "--app", "nobody"], &env);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("appId: no application has this id or uid"),
+        "{err}"
+    );
+    let (code, _, err) = herald(&["token", "revoke", "tok_nope"], &env);
+    assert_eq!(code, 1);
+    assert!(err.contains("no token has the id tok_nope"), "{err}");
+    t.finish().await;
+}

@@ -1,6 +1,7 @@
 //! Integration tests: a real PostgreSQL (a fresh database per test), a real Herald, and
 //! wiremock receivers.
 
+mod access;
 mod api_basics;
 mod api_endpoints;
 mod api_ingest;

@@ -258,6 +258,8 @@ pub const TOKEN: &str = "dev-token-change-me";
 pub struct Api {
     pub base: String,
     client: reqwest::Client,
+    /// The bearer token `call` sends.
+    token: String,
 }
 
 impl TestApp {
@@ -265,11 +267,21 @@ impl TestApp {
         Api {
             base: format!("http://127.0.0.1:{}", self.app.port()),
             client: reqwest::Client::new(),
+            token: TOKEN.into(),
         }
     }
 }
 
 impl Api {
+    /// The same API, called with another bearer token.
+    pub fn with_token(&self, token: &str) -> Api {
+        Api {
+            base: self.base.clone(),
+            client: self.client.clone(),
+            token: token.into(),
+        }
+    }
+
     /// Sends `body` (JSON) with the test token; returns the status and the JSON answer
     /// (`null` for an empty body). Every answer must be JSON or empty.
     pub async fn call(
@@ -283,7 +295,7 @@ impl Api {
             method,
             path,
             bytes,
-            &[("authorization", &format!("Bearer {TOKEN}"))],
+            &[("authorization", &format!("Bearer {}", self.token))],
         )
         .await
     }

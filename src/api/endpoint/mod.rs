@@ -128,6 +128,7 @@ pub async fn insert(
 
 /// Create an endpoint.
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "v1.endpoint.create", tag = "Endpoint",
     params(AppPath), request_body = EndpointIn,
     responses(
@@ -174,6 +175,7 @@ pub async fn list_page(
 
 /// List an application's endpoints.
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "v1.endpoint.list", tag = "Endpoint", params(AppPath, PageQuery),
     responses((status = 200, description = "A page of endpoints", body = ListResponse<EndpointOut>))
 )]
@@ -189,6 +191,7 @@ async fn list(
 
 /// Get an endpoint.
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "v1.endpoint.get", tag = "Endpoint", params(EndpointPath),
     responses((status = 200, description = "The endpoint", body = EndpointOut))
 )]
@@ -225,6 +228,7 @@ pub async fn save(pool: &PgPool, id: &str, f: &EndpointFields) -> ApiResult<Endp
 
 /// Replace an endpoint; like Svix, a uid that does not exist yet creates it (201).
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "v1.endpoint.update", tag = "Endpoint",
     params(EndpointPath), request_body = EndpointUpdate,
     responses(
@@ -266,6 +270,7 @@ async fn update(
 
 /// Change some of an endpoint's fields.
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "v1.endpoint.patch", tag = "Endpoint",
     params(EndpointPath), request_body = EndpointPatch,
     responses(
@@ -289,6 +294,7 @@ async fn patch_endpoint(
 
 /// Delete an endpoint with its deliveries and attempts.
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "v1.endpoint.delete", tag = "Endpoint", params(EndpointPath),
     responses((status = 204, description = "Deleted"))
 )]

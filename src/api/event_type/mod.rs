@@ -20,6 +20,8 @@ use super::{
 
 mod input;
 use input::EventTypeFields;
+
+use crate::access::principal::Reach;
 pub use input::{EventTypeIn, EventTypePatch, EventTypeUpdate};
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
@@ -178,9 +180,15 @@ struct ListQuery {
     with_content: bool,
 }
 
-/// Event types in name order.
+/// SQL: the event type is visible to a caller with feature flags `$flags` (it has no flag,
+/// or one of them).
+const VISIBLE: &str = "(coalesce(cardinality(feature_flags), 0) = 0 OR feature_flags && ";
+
+/// Event types in name order: those `reach` sees (an application-scoped token sees those
+/// without a feature flag, or with one of its flags).
 pub async fn list_page(
     pool: &PgPool,
+    reach: &Reach,
     page: &PageQuery,
     include_archived: bool,
     with_schemas: bool,
@@ -192,6 +200,12 @@ pub async fn list_page(
     if !include_archived {
         qb.push(" AND NOT archived");
     }
+    if let Some(flags) = reach.feature_flags() {
+        qb.push(" AND ")
+            .push(VISIBLE)
+            .push_bind(flags.to_vec())
+            .push(")");
+    }
     page.push_to(&mut qb, "name");
     let rows: Vec<EventTypeRow> = qb.build_query_as().fetch_all(pool).await?;
     let rows = rows.into_iter().map(|r| r.into_out(with_schemas)).collect();
@@ -202,30 +216,47 @@ pub async fn list_page(
 
 /// List event types.
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "v1.event-type.list", tag = "Event Type", params(PageQuery, ListQuery),
     responses((status = 200, description = "A page of event types", body = ListResponse<EventTypeOut>))
 )]
 #[get("/event-type")]
 async fn list(
     pool: web::Data<PgPool>,
+    reach: Reach,
     page: web::Query<PageQuery>,
     q: web::Query<ListQuery>,
 ) -> ApiResult<HttpResponse> {
-    let page = list_page(&pool, &page, q.include_archived, q.with_content).await?;
+    let page = list_page(&pool, &reach, &page, q.include_archived, q.with_content).await?;
     Ok(HttpResponse::Ok().json(page))
 }
 
 /// Get an event type (archived ones too).
 #[utoipa::path(
+    security(("ApplicationToken" = [])),
     operation_id = "v1.event-type.get", tag = "Event Type", params(EventTypePath),
     responses((status = 200, description = "The event type", body = EventTypeOut))
 )]
 #[get("/event-type/{event_type_name}")]
-async fn get(pool: web::Data<PgPool>, path: web::Path<EventTypePath>) -> ApiResult<HttpResponse> {
+async fn get(
+    pool: web::Data<PgPool>,
+    reach: Reach,
+    path: web::Path<EventTypePath>,
+) -> ApiResult<HttpResponse> {
     let e = find(&pool, &path.event_type_name)
         .await?
+        .filter(|e| visible(e, &reach))
         .ok_or_else(|| ApiError::not_found("event type"))?;
     Ok(HttpResponse::Ok().json(e.into_out(true)))
+}
+
+/// What [`VISIBLE`] says, for one row.
+fn visible(e: &EventTypeRow, reach: &Reach) -> bool {
+    let own = e.feature_flags.as_deref().unwrap_or_default();
+    match reach.feature_flags() {
+        None => true,
+        Some(flags) => own.is_empty() || own.iter().any(|f| flags.contains(f)),
+    }
 }
 
 /// Replace an event type, or create it (201).

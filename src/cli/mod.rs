@@ -1,5 +1,5 @@
 //! The `herald` command line: the server (the default) and the operator's and receiver's
-//! tools beside it. Each command returns the process exit code: 0 success, 1 a negative
+//! tools beside it ([`token`]: API tokens). Each command returns the process exit code: 0 success, 1 a negative
 //! answer (signature invalid, unhealthy) or a runtime failure, 2 bad usage or configuration.
 
 use std::{
@@ -11,6 +11,8 @@ use std::{
 };
 
 use clap::{Args, Parser, Subcommand};
+
+mod token;
 
 use crate::{
     config::Settings,
@@ -40,6 +42,9 @@ pub enum Command {
     Healthcheck(HealthcheckArgs),
     /// Print the OpenAPI document of the API (what `/api/v1/openapi.json` serves).
     Openapi,
+    /// Make, list and revoke API tokens (operator-wide or limited to one application).
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 #[derive(Args)]
@@ -88,6 +93,8 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }),
         Command::Healthcheck(args) => with_settings(|settings| healthcheck(&settings, args)),
+        // (No log subscriber: stdout is the token, for scripts.)
+        Command::Token(command) => with_settings(|settings| token::run(settings, command)),
         Command::Openapi => match crate::api::document(crate::api::Serving::Api).to_pretty_json() {
             Ok(text) => {
                 println!("{text}");

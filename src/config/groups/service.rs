@@ -1,0 +1,181 @@
+//! The groups that configure the service around the engine.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+use super::{require, Group};
+use crate::config::{values, ConfigError, Environment, LogFormat, Role};
+
+/// What this process is and where it listens.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Process {
+    /// Picks `config/{environment}.toml`; `production` hardens the rules below.
+    #[serde(default = "development")]
+    pub environment: Environment,
+    /// Where the layered files live.
+    #[serde(default)]
+    pub config_dir: Option<PathBuf>,
+    /// Which halves of Herald run here.
+    pub role: Role,
+    pub listen: SocketAddr,
+    pub log_format: LogFormat,
+    /// A tracing filter (`info`, `herald=debug,sqlx=warn`); `RUST_LOG` wins when set.
+    pub log_level: String,
+}
+
+fn development() -> Environment {
+    Environment::Development
+}
+
+impl Group for Process {
+    fn validate(&self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+}
+
+/// PostgreSQL.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Database {
+    #[serde(rename = "database_url", with = "values::masked_url")]
+    pub url: String,
+    /// Connections of the API's pool (each dispatcher actor holds its own few).
+    #[serde(rename = "database_pool_size")]
+    pub pool_size: u32,
+    /// How long to wait for a database connection before failing a request.
+    #[serde(rename = "database_timeout", with = "values::duration")]
+    pub timeout: Duration,
+    /// Create the database and apply migrations at start-up.
+    pub run_migrations: bool,
+}
+
+impl Group for Database {
+    fn validate(&self) -> Result<(), ConfigError> {
+        require(!self.url.trim().is_empty(), "database_url", "must be set")?;
+        require(
+            self.pool_size > 0,
+            "database_pool_size",
+            "must be at least 1",
+        )
+    }
+}
+
+/// The HTTP API.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Api {
+    /// Bearer tokens accepted by the API.
+    #[serde(rename = "api_tokens", with = "values::masked_list")]
+    pub tokens: Vec<String>,
+    /// Largest request body the API accepts (a message's payload, mostly).
+    pub max_payload_bytes: usize,
+    /// How far ahead a message's `deliverAt` may be.
+    #[serde(with = "values::duration")]
+    pub max_deliver_ahead: Duration,
+    /// How long a POST with an `idempotency-key` may run before a retry with the same key
+    /// runs it again (its answer was never recorded: it failed, or the process died).
+    #[serde(with = "values::duration")]
+    pub idempotency_lock: Duration,
+    /// How long an `idempotency-key` is remembered.
+    #[serde(with = "values::duration")]
+    pub idempotency_retention: Duration,
+}
+
+impl Group for Api {
+    fn validate(&self) -> Result<(), ConfigError> {
+        require(
+            self.max_payload_bytes > 0,
+            "max_payload_bytes",
+            "must be at least 1",
+        )?;
+        if let Some(short) = self.tokens.iter().find(|t| t.len() < 16) {
+            return Err(ConfigError::new(
+                "api_tokens",
+                format!(
+                    "a token of {} characters is too short: use 16 or more",
+                    short.len()
+                ),
+            ));
+        }
+        require(
+            self.idempotency_retention >= Duration::from_secs(60),
+            "idempotency_retention",
+            "must be at least 1m: clients retry with the same key within minutes",
+        )?;
+        require(
+            self.idempotency_lock >= Duration::from_secs(1)
+                && self.idempotency_lock <= self.idempotency_retention,
+            "idempotency_lock",
+            "must be at least 1s and at most idempotency_retention",
+        )?;
+        require(
+            !self.max_deliver_ahead.is_zero(),
+            "max_deliver_ahead",
+            "must be greater than 0",
+        )
+    }
+}
+
+/// Where deliveries may go.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Destinations {
+    /// Non-public ranges deliveries may go to anyway (`127.0.0.0/8,10.1.0.0/16`).
+    #[serde(with = "values::cidr_list")]
+    pub allowed_cidrs: Vec<ipnet::IpNet>,
+    /// When set, the only hosts endpoints may point at (`hooks.example.com,*.example.org`).
+    #[serde(rename = "destination_allowlist", with = "values::comma_list")]
+    pub allowlist: Vec<String>,
+    /// Refuse plain-http endpoints.
+    pub require_https: bool,
+}
+
+impl Group for Destinations {
+    fn validate(&self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+}
+
+/// Who may sign in, and for how long.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Access {
+    /// Failed authentications (API tokens, dashboard sign-ins, portal links) a client
+    /// address may make in a minute before it is locked out for a minute.
+    pub auth_failure_limit: u32,
+    /// How long a portal token (and its link) lasts when app-portal-access gives no `expiry`.
+    #[serde(with = "values::duration")]
+    pub portal_expiry: Duration,
+    /// How long a dashboard session lasts (never longer than its token).
+    #[serde(with = "values::duration")]
+    pub session_ttl: Duration,
+    /// Herald's address as browsers reach it (`https://hooks.example.com`), for portal links
+    /// and `Secure` cookies. Empty: taken from each request.
+    #[serde(with = "values::optional_url")]
+    pub public_url: Option<url::Url>,
+}
+
+impl Group for Access {
+    fn validate(&self) -> Result<(), ConfigError> {
+        require(
+            self.auth_failure_limit > 0,
+            "auth_failure_limit",
+            "must be at least 1",
+        )?;
+        require(
+            self.portal_expiry >= Duration::from_secs(3600)
+                && self.portal_expiry <= Duration::from_secs(7 * 24 * 3600),
+            "portal_expiry",
+            "must be between 1h and 7days (what app-portal-access accepts as expiry)",
+        )?;
+        require(
+            self.session_ttl >= Duration::from_secs(60),
+            "session_ttl",
+            "must be at least 1m",
+        )?;
+        require(
+            self.public_url
+                .as_ref()
+                .is_none_or(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()),
+            "public_url",
+            "must be an http or https URL with a host, like https://hooks.example.com",
+        )
+    }
+}
