@@ -10,6 +10,8 @@
 //! * [`telemetry`]: the tracing subscriber (pretty or JSON).
 //! * [`metrics`]: the Prometheus metrics, one registry per process (no globals).
 //! * [`api`]: the HTTP API.
+//! * [`ui`]: the web dashboard (`/ui/`) and the partner portal (`/portal/`), rendered on
+//!   the server from the same functions as the API.
 //! * [`access`]: who may do what: configured and runtime tokens (operator-wide or scoped to
 //!   one application), and the lockout of addresses that keep failing to authenticate.
 //! * [`dispatcher`]: the handle on the delivery engine, and its configuration.
@@ -44,3 +46,4 @@ pub mod signing;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod ui;

@@ -122,7 +122,12 @@ impl Application {
                 .into_utoipa_app()
                 .configure(|cfg| crate::api::configure(cfg, serving))
                 .split_for_parts();
-            app.default_service(web::to(crate::api::route_table::no_route))
+            app.configure(|cfg| {
+                if serving == Serving::Api {
+                    crate::ui::configure(cfg);
+                }
+            })
+            .default_service(web::to(crate::api::route_table::no_route))
         })
         // Signals are ours: shutdown must drain the dispatcher, not only the server.
         .disable_signals()

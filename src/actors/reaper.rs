@@ -1,5 +1,6 @@
-//! The reaper: returns expired leases to the queue, and disables endpoints that have been
-//! failing without a single success for `HERALD_DISABLE_AFTER`.
+//! The reaper: returns expired leases to the queue, disables endpoints that have been
+//! failing without a single success for `HERALD_DISABLE_AFTER`, and samples the queue's
+//! depth once a minute (for the dashboard).
 //!
 //! A lease expires only when its holder died or lost its way (a live sender settles long
 //! before: the lease outlives the request timeout). Whatever the cause, the delivery becomes
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::{Health, Heartbeat};
-use crate::store::Store;
+use crate::store::{stats, Store};
 
 /// Rows returned per statement; the reaper loops while batches come back full.
 const REAP_BATCH: i64 = 1000;
@@ -56,9 +57,12 @@ impl Reaper {
                 let n = store.reap_expired(REAP_BATCH).await?;
                 total += n;
                 if n < REAP_BATCH as u64 {
-                    return Ok::<u64, sqlx::Error>(total);
+                    break;
                 }
             }
+            // The overview's queue-depth chart: once a minute, whoever gets there first.
+            stats::sample_queue(store.pool()).await?;
+            Ok::<u64, sqlx::Error>(total)
         };
         ctx.spawn(work.into_actor(self).map(|result, act, _| {
             act.running_since = None;

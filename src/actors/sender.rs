@@ -180,7 +180,7 @@ impl Sender {
             return false;
         }
         self.fault_count += 1;
-        if self.fault_count % every != 0 {
+        if !self.fault_count.is_multiple_of(every) {
             return false;
         }
         tracing::warn!(

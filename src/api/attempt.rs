@@ -111,15 +111,15 @@ const COLUMNS: &str = "a.id, a.message_id, a.endpoint_id, a.url, a.response, a.s
 pub struct AttemptQuery {
     /// 0 success, 2 fail (1 pending, 3 sending: an attempt is never either).
     #[param(minimum = 0, maximum = 4)]
-    status: Option<i16>,
+    pub status: Option<i16>,
     /// 200, 300, 400 or 500 for answers of that class, 100 for 1xx, 0 for no answer at all.
     #[param(minimum = 0, maximum = 500)]
-    status_code_class: Option<i16>,
+    pub status_code_class: Option<i16>,
     /// Include each attempt's message.
-    with_msg: Option<bool>,
+    pub with_msg: Option<bool>,
     /// Svix: also list canceled attempts. Herald never cancels one, so nothing changes.
     #[allow(dead_code)] // accepted and honoured: there is nothing to expand
-    expanded_statuses: Option<bool>,
+    pub expanded_statuses: Option<bool>,
 }
 
 /// Whose attempts to list.

@@ -74,22 +74,29 @@ async fn destinations(
 ) -> ApiResult<HttpResponse> {
     let app_id = application::resolve(&pool, &path.app_id).await?;
     let msg_id = message::resolve_id(&pool, &app_id, &path.msg_id).await?;
-    let page = Page::new(&q, Ordering::Ascending)?;
+    Ok(HttpResponse::Ok().json(destinations_page(&pool, &msg_id, &q).await?))
+}
+
+/// The endpoints message `msg_id` was sent to, with the delivery's status at each.
+pub async fn destinations_page(
+    pool: &PgPool,
+    msg_id: &str,
+    q: &PageQuery,
+) -> ApiResult<ListResponse<MessageEndpointOut>> {
+    let page = Page::new(q, Ordering::Ascending)?;
     let mut qb = sqlx::QueryBuilder::new(format!(
         "SELECT {}, d.status::text AS status, d.next_attempt_at \
          FROM herald.delivery d JOIN herald.endpoint e ON e.id = d.endpoint_id \
          WHERE d.message_id = ",
         endpoint::COLUMNS_OF_E
     ));
-    qb.push_bind(msg_id);
+    qb.push_bind(msg_id.to_string());
     page.push_to(&mut qb, "e.id");
-    let rows: Vec<DestinationRow> = qb.build_query_as().fetch_all(pool.get_ref()).await?;
+    let rows: Vec<DestinationRow> = qb.build_query_as().fetch_all(pool).await?;
     let rows: Vec<MessageEndpointOut> = rows.into_iter().map(Into::into).collect();
-    Ok(
-        HttpResponse::Ok().json(ListResponse::from_rows(rows, &page, |e| {
-            e.endpoint.id.clone()
-        })),
-    )
+    Ok(ListResponse::from_rows(rows, &page, |e| {
+        e.endpoint.id.clone()
+    }))
 }
 
 /// A message sent to an endpoint, with the delivery's status.
@@ -139,15 +146,30 @@ async fn endpoint_messages(
     content: web::Query<ContentQuery>,
 ) -> ApiResult<HttpResponse> {
     let (_, e) = endpoint::resolve(&pool, &path).await?;
-    let page = Page::new(&page, Ordering::Descending)?;
+    let page =
+        endpoint_messages_page(&pool, &e.id, &page, q.status, &filter, content.wanted()).await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// The messages endpoint `endpoint_id` was sent, with the delivery's status at it
+/// (`status`: Svix's 0 success, 1 pending, 2 fail, 3 sending).
+pub async fn endpoint_messages_page(
+    pool: &PgPool,
+    endpoint_id: &str,
+    page: &PageQuery,
+    status: Option<i16>,
+    filter: &MessageFilter,
+    with_content: bool,
+) -> ApiResult<ListResponse<EndpointMessageOut>> {
+    let page = Page::new(page, Ordering::Descending)?;
     let mut qb = sqlx::QueryBuilder::new(format!(
         "SELECT {}, d.status::text AS status, d.next_attempt_at \
          FROM herald.delivery d JOIN herald.message m ON m.id = d.message_id \
          WHERE d.endpoint_id = ",
         message::COLUMNS
     ));
-    qb.push_bind(e.id.clone());
-    if let Some(status) = q.status {
+    qb.push_bind(endpoint_id.to_string());
+    if let Some(status) = status {
         let status = match status {
             0 => "succeeded",
             1 => "pending",
@@ -165,8 +187,7 @@ async fn endpoint_messages(
     }
     filter.push_to(&mut qb, "m", "m.created_at");
     page.push_to(&mut qb, "m.id");
-    let rows: Vec<EndpointMessageRow> = qb.build_query_as().fetch_all(pool.get_ref()).await?;
-    let with_content = content.wanted();
+    let rows: Vec<EndpointMessageRow> = qb.build_query_as().fetch_all(pool).await?;
     let rows: Vec<EndpointMessageOut> = rows
         .into_iter()
         .map(|r| {
@@ -179,11 +200,9 @@ async fn endpoint_messages(
             }
         })
         .collect();
-    Ok(
-        HttpResponse::Ok().json(ListResponse::from_rows(rows, &page, |m| {
-            m.message.id.clone()
-        })),
-    )
+    Ok(ListResponse::from_rows(rows, &page, |m| {
+        m.message.id.clone()
+    }))
 }
 
 /// Send a message to one endpoint again, now, with a fresh schedule.
@@ -201,10 +220,22 @@ async fn resend(
     path: web::Path<MsgEndpointPath>,
 ) -> ApiResult<HttpResponse> {
     let app_id = application::resolve(&pool, &path.app_id).await?;
-    let msg_id = message::resolve_id(&pool, &app_id, &path.msg_id).await?;
-    let e = endpoint::find(&pool, &app_id, &path.endpoint_id).await?;
-    match replay::resend(&pool, &app_id, &msg_id, &e.id).await? {
-        Resend::Queued => Ok(HttpResponse::Accepted().json(serde_json::json!({}))),
+    resend_to(&pool, &app_id, &path.msg_id, &path.endpoint_id).await?;
+    Ok(HttpResponse::Accepted().json(serde_json::json!({})))
+}
+
+/// Queues message `msg_key` (id or `eventId`) for endpoint `endpoint_key` (id or uid) of
+/// `app_id` once more.
+pub async fn resend_to(
+    pool: &PgPool,
+    app_id: &str,
+    msg_key: &str,
+    endpoint_key: &str,
+) -> ApiResult<()> {
+    let msg_id = message::resolve_id(pool, app_id, msg_key).await?;
+    let e = endpoint::find(pool, app_id, endpoint_key).await?;
+    match replay::resend(pool, app_id, &msg_id, &e.id).await? {
+        Resend::Queued => Ok(()),
         Resend::InFlight => Err(ApiError::Conflict(
             "an attempt to this endpoint is under way; try again when it ends".into(),
         )),

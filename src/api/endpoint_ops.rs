@@ -1,5 +1,5 @@
 //! Per-endpoint operations: recover, replay-missing, send-example, stats; and Herald's own
-//! re-enable and circuit-breaker state.
+//! re-enable.
 
 use actix_web::{get, post, web, HttpResponse};
 use chrono::{DateTime, Utc};
@@ -25,8 +25,7 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(replay_missing)
         .service(send_example)
         .service(stats)
-        .service(enable)
-        .service(circuit);
+        .service(enable);
 }
 
 /// A time range: from `since`, up to `until` (default: now).
@@ -116,7 +115,7 @@ async fn replay_missing(
 pub struct ExampleIn {
     /// An existing event type.
     #[schema(min_length = 1, max_length = 256, pattern = r"^[a-zA-Z0-9\-_.]+$")]
-    event_type: String,
+    pub event_type: String,
     /// Which of the examples in the event type's newest schema (default the first).
     #[serde(default)]
     #[schema(minimum = 0)]
@@ -140,7 +139,28 @@ async fn send_example(
     Json(input): Json<ExampleIn>,
 ) -> ApiResult<HttpResponse> {
     let (app_id, e) = endpoint::resolve(&pool, &path).await?;
-    let Some(schemas) = event_type::schemas(&pool, &input.event_type).await? else {
+    Ok(HttpResponse::Ok().json(send_example_to(&pool, &app_id, &e.id, input).await?))
+}
+
+impl ExampleIn {
+    /// The first example of `event_type`'s newest schema.
+    pub fn of(event_type: &str) -> ExampleIn {
+        ExampleIn {
+            event_type: event_type.to_string(),
+            example_index: 0,
+            payload: None,
+        }
+    }
+}
+
+/// Sends an example message of `input.event_type` to one endpoint of `app_id`; returns it.
+pub async fn send_example_to(
+    pool: &PgPool,
+    app_id: &str,
+    endpoint_id: &str,
+    input: ExampleIn,
+) -> ApiResult<MessageOut> {
+    let Some(schemas) = event_type::schemas(pool, &input.event_type).await? else {
         return Err(ApiError::invalid(
             "eventType",
             format!("unknown event type '{}'", input.event_type),
@@ -152,9 +172,9 @@ async fn send_example(
             .unwrap_or_else(|| json!({ "type": input.event_type, "example": true })),
     };
     let payload = serde_json::to_string(&payload).map_err(|e| ApiError::Internal(e.into()))?;
-    let id = message::send_to_endpoint(&pool, &app_id, &e.id, &input.event_type, &payload).await?;
-    let msg: MessageOut = message::find(&pool, &app_id, &id, true).await?;
-    Ok(HttpResponse::Ok().json(msg))
+    let id =
+        message::send_to_endpoint(pool, app_id, endpoint_id, &input.event_type, &payload).await?;
+    message::find(pool, app_id, &id, true).await
 }
 
 /// The n-th example of the newest schema version: `{"1": {"examples": [...]}}`.
@@ -207,15 +227,25 @@ async fn stats(
     q: web::Query<StatsQuery>,
 ) -> ApiResult<HttpResponse> {
     let (_, e) = endpoint::resolve(&pool, &path).await?;
+    Ok(HttpResponse::Ok().json(endpoint_stats(&pool, &e.id, q.since, q.until).await?))
+}
+
+/// An endpoint's deliveries by state, of messages created in `[since, until)`.
+pub async fn endpoint_stats(
+    pool: &PgPool,
+    endpoint_id: &str,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+) -> ApiResult<EndpointStats> {
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT status::text, count(*) FROM herald.delivery WHERE endpoint_id = $1 \
          AND ($2::timestamptz IS NULL OR created_at >= $2) AND ($3::timestamptz IS NULL OR created_at < $3) \
          GROUP BY status",
     )
-    .bind(&e.id)
-    .bind(q.since)
-    .bind(q.until)
-    .fetch_all(pool.get_ref())
+    .bind(endpoint_id)
+    .bind(since)
+    .bind(until)
+    .fetch_all(pool)
     .await?;
     let count = |s: &str| {
         rows.iter()
@@ -223,13 +253,13 @@ async fn stats(
             .map(|(_, n)| *n)
             .unwrap_or(0)
     };
-    Ok(HttpResponse::Ok().json(EndpointStats {
+    Ok(EndpointStats {
         success: count("succeeded"),
         pending: count("pending"),
         sending: count("sending"),
         fail: count("dead"),
         canceled: 0,
-    }))
+    })
 }
 
 /// Herald: re-enable an endpoint that was disabled (by a 410, by failing too long, or
@@ -242,6 +272,11 @@ async fn stats(
 #[post("/app/{app_id}/endpoint/{endpoint_id}/enable")]
 async fn enable(pool: web::Data<PgPool>, path: web::Path<EndpointPath>) -> ApiResult<HttpResponse> {
     let (_, e) = endpoint::resolve(&pool, &path).await?;
+    Ok(HttpResponse::Ok().json(enable_endpoint(&pool, &e).await?))
+}
+
+/// Enables `e`, clearing why it was disabled and its failure streak.
+pub async fn enable_endpoint(pool: &PgPool, e: &EndpointOut) -> ApiResult<EndpointOut> {
     let sql = format!(
         "UPDATE herald.endpoint SET disabled = false, disabled_reason = NULL, disabled_at = NULL, \
          first_failure_at = NULL, updated_at = now() \
@@ -249,77 +284,13 @@ async fn enable(pool: web::Data<PgPool>, path: web::Path<EndpointPath>) -> ApiRe
     );
     let out: EndpointOut = sqlx::query_as(&sql)
         .bind(&e.id)
-        .fetch_optional(pool.get_ref())
+        .fetch_optional(pool)
         .await?
         .ok_or_else(|| ApiError::not_found("endpoint"))?;
     if e.disabled {
         tracing::info!(endpoint_id = %e.id, was = e.disabled_reason.as_deref().unwrap_or(""), "endpoint re-enabled");
     }
-    Ok(HttpResponse::Ok().json(out))
-}
-
-/// One dispatcher instance's view of an endpoint's circuit breaker.
-#[derive(Serialize, sqlx::FromRow, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CircuitInstance {
-    instance: String,
-    /// `closed`, `open` or `half-open`.
-    state: String,
-    failures: i32,
-    open_until: Option<DateTime<Utc>>,
-    updated_at: DateTime<Utc>,
-}
-
-/// An endpoint's circuit breaker.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CircuitOut {
-    endpoint_id: String,
-    /// `open` if any instance holds it open, `half-open` if any is probing, else `closed`.
-    state: &'static str,
-    instances: Vec<CircuitInstance>,
-}
-
-/// Herald: an endpoint's circuit breaker, per dispatcher instance and overall.
-#[utoipa::path(
-    security(("ApplicationToken" = [])),
-    operation_id = "herald.endpoint.circuit", tag = "Endpoint", params(EndpointPath),
-    responses((status = 200, description = "The breaker's state", body = CircuitOut))
-)]
-#[get("/app/{app_id}/endpoint/{endpoint_id}/circuit")]
-async fn circuit(
-    pool: web::Data<PgPool>,
-    path: web::Path<EndpointPath>,
-) -> ApiResult<HttpResponse> {
-    let (_, e) = endpoint::resolve(&pool, &path).await?;
-    let rows: Vec<CircuitInstance> = sqlx::query_as(
-        "SELECT instance, state, failures, open_until, updated_at FROM herald.endpoint_circuit \
-         WHERE endpoint_id = $1 ORDER BY updated_at DESC",
-    )
-    .bind(&e.id)
-    .fetch_all(pool.get_ref())
-    .await?;
-    Ok(HttpResponse::Ok().json(CircuitOut {
-        endpoint_id: e.id,
-        state: overall(&rows, Utc::now()),
-        instances: rows,
-    }))
-}
-
-fn overall(rows: &[CircuitInstance], now: DateTime<Utc>) -> &'static str {
-    let open = rows
-        .iter()
-        .any(|r| r.state == "open" && r.open_until.is_some_and(|u| u > now));
-    let probing = rows.iter().any(|r| {
-        r.state == "half-open" || (r.state == "open" && r.open_until.is_some_and(|u| u <= now))
-    });
-    if open {
-        "open"
-    } else if probing {
-        "half-open"
-    } else {
-        "closed"
-    }
+    Ok(out)
 }
 
 #[cfg(test)]

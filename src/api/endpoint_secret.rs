@@ -25,7 +25,7 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
 }
 
 /// How long a rotated-out secret keeps signing unless the caller says otherwise.
-const DEFAULT_GRACE_SECONDS: i64 = 24 * 3600;
+pub const DEFAULT_GRACE_SECONDS: i64 = 24 * 3600;
 const MAX_GRACE_SECONDS: i64 = 7 * 24 * 3600;
 
 /// A signing secret.
@@ -47,17 +47,21 @@ async fn get_secret(
     path: web::Path<EndpointPath>,
 ) -> ApiResult<HttpResponse> {
     let (_, e) = endpoint::resolve(&pool, &path).await?;
+    Ok(HttpResponse::Ok().json(SecretOut {
+        key: current(&pool, &e.id).await?.expose(),
+    }))
+}
+
+/// An endpoint's current signing secret.
+pub async fn current(pool: &PgPool, endpoint_id: &str) -> ApiResult<Secret> {
     let key: Vec<u8> = sqlx::query_scalar(
         "SELECT key FROM herald.endpoint_secret WHERE endpoint_id = $1 AND expires_at IS NULL",
     )
-    .bind(&e.id)
-    .fetch_optional(pool.get_ref())
+    .bind(endpoint_id)
+    .fetch_optional(pool)
     .await?
     .ok_or_else(|| ApiError::not_found("endpoint secret"))?;
-    let secret = Secret::from_bytes(key).map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(HttpResponse::Ok().json(SecretOut {
-        key: secret.expose(),
-    }))
+    Secret::from_bytes(key).map_err(|e| ApiError::Internal(e.into()))
 }
 
 /// A rotation: the new secret (default: a new one) and how long the old one keeps signing.
@@ -99,22 +103,36 @@ async fn rotate_secret(
             format!("must be between 0 and {MAX_GRACE_SECONDS}"),
         ));
     }
+    rotate(&pool, &e.id, &secret, grace).await?;
+    Ok(HttpResponse::Ok().json(SecretOut {
+        key: secret.expose(),
+    }))
+}
+
+/// Makes `secret` the endpoint's current secret; the previous one keeps signing beside it
+/// for `grace_seconds`.
+pub async fn rotate(
+    pool: &PgPool,
+    endpoint_id: &str,
+    secret: &Secret,
+    grace_seconds: i64,
+) -> ApiResult<()> {
     let mut tx = pool.begin().await?;
     // Serialize rotations of one endpoint: the unique index allows one current secret.
     sqlx::query("SELECT 1 FROM herald.endpoint WHERE id = $1 FOR UPDATE")
-        .bind(&e.id)
+        .bind(endpoint_id)
         .execute(&mut *tx)
         .await?;
     sqlx::query(
         "UPDATE herald.endpoint_secret SET expires_at = now() + make_interval(secs => $2) \
          WHERE endpoint_id = $1 AND expires_at IS NULL",
     )
-    .bind(&e.id)
-    .bind(grace as f64)
+    .bind(endpoint_id)
+    .bind(grace_seconds as f64)
     .execute(&mut *tx)
     .await?;
     sqlx::query("INSERT INTO herald.endpoint_secret (endpoint_id, key) VALUES ($1, $2)")
-        .bind(&e.id)
+        .bind(endpoint_id)
         .bind(secret.as_bytes())
         .execute(&mut *tx)
         .await?;
@@ -123,13 +141,11 @@ async fn rotate_secret(
         "DELETE FROM herald.endpoint_secret WHERE endpoint_id = $1 \
          AND expires_at < now() - interval '7 days'",
     )
-    .bind(&e.id)
+    .bind(endpoint_id)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(HttpResponse::Ok().json(SecretOut {
-        key: secret.expose(),
-    }))
+    Ok(())
 }
 
 /// An endpoint's custom headers.
@@ -156,7 +172,7 @@ pub struct HeadersPatchIn {
     delete_headers: Vec<String>,
 }
 
-async fn load_headers(pool: &PgPool, endpoint_id: &str) -> ApiResult<BTreeMap<String, String>> {
+pub async fn load_headers(pool: &PgPool, endpoint_id: &str) -> ApiResult<BTreeMap<String, String>> {
     let h: StringMap = sqlx::query_scalar("SELECT headers FROM herald.endpoint WHERE id = $1")
         .bind(endpoint_id)
         .fetch_optional(pool)
@@ -165,7 +181,7 @@ async fn load_headers(pool: &PgPool, endpoint_id: &str) -> ApiResult<BTreeMap<St
     Ok(h.0)
 }
 
-async fn store_headers(
+pub async fn store_headers(
     pool: &PgPool,
     endpoint_id: &str,
     headers: &BTreeMap<String, String>,

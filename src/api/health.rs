@@ -87,7 +87,17 @@ pub struct HealthOut {
 )]
 #[route("/health", method = "GET", method = "HEAD")]
 async fn health(pool: web::Data<PgPool>, readiness: web::Data<Readiness>) -> HttpResponse {
-    let query = sqlx::query("SELECT 1").execute(pool.get_ref());
+    let (ready, body) = report(&pool, &readiness).await;
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// Readiness: whether this instance is ready, and each component's state.
+pub async fn report(pool: &PgPool, readiness: &Readiness) -> (bool, HealthOut) {
+    let query = sqlx::query("SELECT 1").execute(pool);
     let database_ok = matches!(
         actix_rt::time::timeout(readiness.timeout, query).await,
         Ok(Ok(_))
@@ -127,11 +137,7 @@ async fn health(pool: web::Data<PgPool>, readiness: web::Data<Readiness>) -> Htt
         body.actors = Some(report);
         ready &= queue_ok;
     }
-    if ready {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
-    }
+    (ready, body)
 }
 
 /// Liveness: 204 whenever the process serves HTTP; it never touches the database.

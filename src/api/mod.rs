@@ -4,8 +4,8 @@
 //! handlers, annotated so that the OpenAPI document is derived from them ([`doc`]).
 //!
 //! * Resources: [`application`], [`event_type`], [`endpoint`] (with [`endpoint_secret`],
-//!   [`endpoint_ops`]), [`message`] and [`message_create`], [`attempt`] and
-//!   [`delivery_status`], [`dead_letter`], [`background_task`], [`health`], [`metrics`].
+//!   [`endpoint_ops`], [`endpoint_circuit`]), [`message`] and [`message_create`], [`attempt`] and
+//!   [`delivery_status`], [`dead_letter`], [`background_task`], [`stats`], [`health`], [`metrics`].
 //! * Access: [`token`] (tokens managed at run time), [`portal_access`] (a partner's link
 //!   and token, logout).
 //! * Around them: [`auth`] (bearer tokens, and the limits of application-scoped ones),
@@ -21,6 +21,7 @@ pub mod dead_letter;
 pub mod delivery_status;
 pub mod doc;
 pub mod endpoint;
+pub mod endpoint_circuit;
 pub mod endpoint_ops;
 pub mod endpoint_secret;
 pub mod error;
@@ -37,6 +38,7 @@ pub mod paths;
 pub mod portal_access;
 pub mod query;
 pub mod route_table;
+pub mod stats;
 pub mod token;
 pub mod validate;
 
@@ -93,11 +95,13 @@ pub fn configure(cfg: &mut ServiceConfig, serving: Serving) {
                             .configure(endpoint::routes)
                             .configure(endpoint_secret::routes)
                             .configure(endpoint_ops::routes)
+                            .configure(endpoint_circuit::routes)
                             .configure(message::routes)
                             .configure(attempt::routes)
                             .configure(delivery_status::routes)
                             .configure(dead_letter::routes)
                             .configure(background_task::routes)
+                            .configure(stats::routes)
                             .configure(token::routes)
                             .configure(portal_access::routes),
                     ),

@@ -116,18 +116,32 @@ async fn app_portal_access(
         }
         (_, Err(e)) => return Err(e),
     };
+    let base = public_base(&req, &access);
+    let out = grant(&pool, &access, &base, &app_id, &input).await?;
+    Ok(HttpResponse::Ok().json(out))
+}
+
+/// Makes a portal token for `app_id` and the link that signs in with it.
+pub async fn grant(
+    pool: &PgPool,
+    access: &Access,
+    base: &str,
+    app_id: &str,
+    input: &AppPortalAccessIn,
+) -> ApiResult<AppPortalAccessOut> {
+    input.check()?;
     let lasts = input
         .expiry
         .map(std::time::Duration::from_secs)
         .unwrap_or(access.portal_expiry);
     let issued = token::issue(
-        &pool,
+        pool,
         &NewToken {
             name: "app portal".into(),
             kind: TokenKind::Portal,
-            app_id: Some(app_id.clone()),
+            app_id: Some(app_id.to_string()),
             expires_at: Some(Utc::now() + chrono::Duration::from_std(lasts).unwrap_or_default()),
-            feature_flags: input.feature_flags.unwrap_or_default(),
+            feature_flags: input.feature_flags.clone().unwrap_or_default(),
             read_only: input.read_only.unwrap_or(false),
         },
     )
@@ -136,10 +150,10 @@ async fn app_portal_access(
         .link_code
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a portal token without its link")))?;
     tracing::info!(%app_id, token_id = %issued.row.id, "app portal access given");
-    Ok(HttpResponse::Ok().json(AppPortalAccessOut {
-        url: format!("{}/portal/start?code={code}", public_base(&req, &access)),
+    Ok(AppPortalAccessOut {
+        url: format!("{base}/portal/start?code={code}"),
         token: issued.token,
-    }))
+    })
 }
 
 /// Log out: revoke the token this request presents (a token made at run time; a token of

@@ -11,6 +11,8 @@
 //! - payloads whose message asked for a shorter retention (`payloadRetentionPeriod`/`Hours`),
 //!   the message kept, once none of its deliveries waits;
 //! - background task records;
+//! - expired dashboard and portal sessions, portal tokens expired before the cutoff, and
+//!   queue samples older than a day (the overview charts the last hour);
 //! - closed circuit-breaker rows not updated since the cutoff (instances that are gone).
 //!
 //! Every batch is its own short transaction and only touches finished rows, so delivery
@@ -31,6 +33,9 @@ pub struct Pruned {
     /// Payloads expunged (their message asked for it).
     pub payloads: u64,
     pub tasks: u64,
+    /// Expired sessions and portal tokens.
+    pub sessions: u64,
+    pub samples: u64,
 }
 
 impl Pruned {
@@ -42,6 +47,8 @@ impl Pruned {
             + self.circuits
             + self.payloads
             + self.tasks
+            + self.sessions
+            + self.samples
     }
 
     pub fn add(&mut self, other: Pruned) {
@@ -52,6 +59,8 @@ impl Pruned {
         self.circuits += other.circuits;
         self.payloads += other.payloads;
         self.tasks += other.tasks;
+        self.sessions += other.sessions;
+        self.samples += other.samples;
     }
 }
 
@@ -155,6 +164,28 @@ pub async fn prune_batch(
     .execute(&mut *tx)
     .await?
     .rows_affected();
+    let sessions = sqlx::query(
+        "DELETE FROM herald.ui_session WHERE id_hash IN (
+             SELECT id_hash FROM herald.ui_session WHERE expires_at < now() LIMIT $1)",
+    )
+    .bind(batch)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        + sqlx::query(
+            "DELETE FROM herald.api_token WHERE id IN (
+                 SELECT id FROM herald.api_token WHERE kind = 'portal' AND expires_at < $1 LIMIT $2)",
+        )
+        .bind(cutoff)
+        .bind(batch)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    let samples =
+        sqlx::query("DELETE FROM herald.queue_sample WHERE minute < now() - interval '1 day'")
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
     tx.commit().await?;
     Ok(Some(Pruned {
         attempts,
@@ -164,5 +195,7 @@ pub async fn prune_batch(
         circuits,
         payloads,
         tasks,
+        sessions,
+        samples,
     }))
 }

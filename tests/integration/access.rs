@@ -125,13 +125,7 @@ async fn an_application_token_reaches_its_own_application_only() {
     let t = spawn_app().await;
     let api = t.api();
     let receiver = mock_receiver(&[(500, None)]).await;
-    api.expect(
-        201,
-        "POST",
-        "/api/v1/event-type",
-        Some(json!({"name": "a", "description": "A"})),
-    )
-    .await;
+    api.create_event_type("a", "A").await;
     let a = tenant(&t, &api, "merchant-a", &receiver.uri()).await;
     let b = tenant(&t, &api, "merchant-b", &receiver.uri()).await;
     let token = make_token(
@@ -302,13 +296,7 @@ async fn read_only_and_feature_flagged_tokens() {
     let t = spawn_app().await;
     let api = t.api();
     api.create_app("merchant-a", "A").await;
-    api.expect(
-        201,
-        "POST",
-        "/api/v1/event-type",
-        Some(json!({"name": "open", "description": "x"})),
-    )
-    .await;
+    api.create_event_type("open", "x").await;
     api.expect(
         201,
         "POST",

@@ -376,6 +376,17 @@ impl Api {
         .await
     }
 
+    /// Creates the event type `name`.
+    pub async fn create_event_type(&self, name: &str, description: &str) -> serde_json::Value {
+        self.expect(
+            201,
+            "POST",
+            "/api/v1/event-type",
+            Some(serde_json::json!({"name": name, "description": description})),
+        )
+        .await
+    }
+
     /// Posts `n` messages of event type `a` to application `app`, payloads `{"i": 0..n}`;
     /// returns them.
     pub async fn post_messages(&self, app: &str, n: usize) -> Vec<serde_json::Value> {

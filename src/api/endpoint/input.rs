@@ -126,6 +126,22 @@ pub struct EndpointPatch {
     metadata: Option<BTreeMap<String, String>>,
 }
 
+impl EndpointFields {
+    /// An endpoint's fields as they are.
+    pub fn of(e: super::EndpointOut) -> EndpointFields {
+        EndpointFields {
+            url: e.url,
+            description: e.description,
+            throttle_rate: e.throttle_rate.map(i64::from),
+            uid: e.uid,
+            disabled: e.disabled,
+            event_types: e.event_types,
+            channels: e.channels,
+            metadata: e.metadata.0,
+        }
+    }
+}
+
 impl EndpointPatch {
     /// The endpoint's fields with this patch applied.
     pub fn apply(self, e: super::EndpointOut) -> EndpointFields {

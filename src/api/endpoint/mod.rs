@@ -145,14 +145,35 @@ async fn create(
 ) -> ApiResult<HttpResponse> {
     let app_id = application::resolve(&pool, &path.app_id).await?;
     let (fields, secret, headers) = input.split();
-    fields.validate(&pool, &policy).await?;
-    let secret = match &secret {
+    let endpoint = create_checked(
+        &pool,
+        &policy,
+        &app_id,
+        &fields,
+        secret.as_deref(),
+        &headers,
+    )
+    .await?;
+    Ok(HttpResponse::Created().json(endpoint))
+}
+
+/// Checks a new endpoint (fields, secret, headers) and creates it; the secret is a new one
+/// unless given (`whsec_…`).
+pub async fn create_checked(
+    pool: &PgPool,
+    policy: &Policy,
+    app_id: &str,
+    fields: &EndpointFields,
+    secret: Option<&str>,
+    headers: &BTreeMap<String, String>,
+) -> ApiResult<EndpointOut> {
+    fields.validate(pool, policy).await?;
+    let secret = match secret {
         Some(s) => validate::secret("secret", s).map_err(|e| ApiError::Validation(vec![e]))?,
         None => Secret::generate(),
     };
-    validate::headers("headers", &headers).map_err(|e| ApiError::Validation(vec![e]))?;
-    let endpoint = insert(&pool, &app_id, &fields, &secret, &headers).await?;
-    Ok(HttpResponse::Created().json(endpoint))
+    validate::headers("headers", headers).map_err(|e| ApiError::Validation(vec![e]))?;
+    insert(pool, app_id, fields, &secret, headers).await
 }
 
 /// An application's endpoints, oldest first by default.

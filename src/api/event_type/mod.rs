@@ -303,6 +303,17 @@ async fn patch_event_type(
     Ok(HttpResponse::Ok().json(save(&pool, &path.event_type_name, &merged, true).await?.0))
 }
 
+/// Archives (or restores) an event type.
+pub async fn set_archived(pool: &PgPool, name: &str, archived: bool) -> ApiResult<()> {
+    let existing = find(pool, name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("event type"))?;
+    let mut fields = existing.fields();
+    fields.archived = archived;
+    save(pool, name, &fields, true).await?;
+    Ok(())
+}
+
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct DeleteQuery {

@@ -1,0 +1,147 @@
+//! The endpoint form (create and edit): its fields as a browser posts them, and their
+//! translation into the API's endpoint fields, so that the same checks apply.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::api::{
+    endpoint::{EndpointFields, EndpointOut},
+    error::ApiError,
+    validate::Problems,
+};
+
+/// What the form posts. Event types are checkboxes (none checked: every event type);
+/// channels a comma-separated list; headers one `Name: value` per line.
+#[derive(Debug, Default, Deserialize)]
+pub struct EndpointForm {
+    pub url: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub event_types: Vec<String>,
+    #[serde(default)]
+    pub channels: String,
+    #[serde(default)]
+    pub rate_limit: String,
+    #[serde(default)]
+    pub headers: String,
+}
+
+impl EndpointForm {
+    /// The form as an existing endpoint fills it.
+    pub fn of(e: &EndpointOut, headers: &BTreeMap<String, String>) -> EndpointForm {
+        EndpointForm {
+            url: e.url.clone(),
+            description: e.description.clone(),
+            event_types: e.event_types.clone().unwrap_or_default(),
+            channels: e.channels.clone().unwrap_or_default().join(", "),
+            rate_limit: e.throttle_rate.map(|r| r.to_string()).unwrap_or_default(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+
+    /// The endpoint fields and headers this form sets; what it does not show (uid,
+    /// metadata, whether it is disabled) is kept from `existing`.
+    pub fn fields(
+        &self,
+        existing: Option<&EndpointOut>,
+    ) -> Result<(EndpointFields, BTreeMap<String, String>), ApiError> {
+        let mut p = Problems::default();
+        let rate_limit = match self.rate_limit.trim() {
+            "" => None,
+            r => match r.parse::<i64>() {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    p.push(
+                        "throttleRate",
+                        "must be a whole number of messages per second",
+                    );
+                    None
+                }
+            },
+        };
+        let mut headers = BTreeMap::new();
+        for line in self
+            .headers
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+        {
+            match line.split_once(':') {
+                Some((name, value)) if !name.trim().is_empty() => {
+                    headers.insert(name.trim().to_string(), value.trim().to_string());
+                }
+                _ => p.push("headers", format!("'{line}' is not a 'Name: value' line")),
+            }
+        }
+        p.finish()?;
+        let channels: Vec<String> = self
+            .channels
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(String::from)
+            .collect();
+        let fields = EndpointFields {
+            url: self.url.trim().to_string(),
+            description: self.description.trim().to_string(),
+            throttle_rate: rate_limit,
+            uid: existing.and_then(|e| e.uid.clone()),
+            disabled: existing.is_some_and(|e| e.disabled),
+            event_types: (!self.event_types.is_empty()).then(|| self.event_types.clone()),
+            channels: (!channels.is_empty()).then_some(channels),
+            metadata: existing.map(|e| e.metadata.0.clone()).unwrap_or_default(),
+        };
+        Ok((fields, headers))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_posted_form_becomes_endpoint_fields() {
+        let form: EndpointForm = serde_html_form::from_str(
+            "csrf=x&url=https%3A%2F%2Fshop.example%2Fhook&event_types=order.paid&event_types=order.created\
+             &channels=eu%2C+us&rate_limit=5&headers=X-Tenant%3A+acme%0D%0A",
+        )
+        .unwrap();
+        let (f, headers) = form.fields(None).unwrap();
+        assert_eq!(f.url, "https://shop.example/hook");
+        assert_eq!(
+            f.event_types,
+            Some(vec!["order.paid".to_string(), "order.created".to_string()])
+        );
+        assert_eq!(f.channels, Some(vec!["eu".to_string(), "us".to_string()]));
+        assert_eq!(f.throttle_rate, Some(5));
+        assert_eq!(headers.get("X-Tenant").map(String::as_str), Some("acme"));
+    }
+
+    #[test]
+    fn nothing_checked_means_every_event_type_and_mistakes_are_named() {
+        let form = EndpointForm {
+            url: "https://x.example".into(),
+            ..Default::default()
+        };
+        let (f, _) = form.fields(None).unwrap();
+        assert_eq!(
+            (f.event_types, f.channels, f.throttle_rate),
+            (None, None, None)
+        );
+        let bad = EndpointForm {
+            rate_limit: "fast".into(),
+            headers: "no colon here".into(),
+            ..form
+        };
+        match bad.fields(None) {
+            Err(ApiError::Validation(items)) => assert_eq!(items.len(), 2),
+            other => panic!("{other:?}"),
+        }
+    }
+}
