@@ -13,6 +13,9 @@ pub struct Chart {
     pub title: &'static str,
     /// The line: an SVG path (`M x y L x y …`, a new `M` after each gap).
     pub path: String,
+    /// Values with a gap on both sides, which a line cannot show: drawn as dots (an SVG
+    /// path of zero-length segments, which a round line cap draws as a dot).
+    pub dots: String,
     /// The top of the scale, with its unit.
     pub top: String,
     /// The latest value, with its unit ("–" when there is none).
@@ -63,7 +66,9 @@ pub fn line(
     };
     let y = |v: f64| HEIGHT - PAD - (v.clamp(0.0, top) / top) * (HEIGHT - 2.0 * PAD);
     let mut path = String::new();
+    let mut dots = String::new();
     let mut drawing = false;
+    let present = |i: usize| values.get(i).is_some_and(Option::is_some);
     for (i, v) in values.iter().enumerate() {
         match v {
             Some(v) => {
@@ -72,12 +77,11 @@ pub fn line(
                 } else {
                     WIDTH / 2.0
                 };
-                path.push_str(&format!(
-                    "{}{:.1} {:.1} ",
-                    if drawing { "L" } else { "M" },
-                    x,
-                    y(*v)
-                ));
+                let (x, y) = (format!("{x:.1}"), format!("{:.1}", y(*v)));
+                path.push_str(&format!("{}{x} {y} ", if drawing { "L" } else { "M" }));
+                if !present(i.wrapping_sub(1)) && !present(i + 1) {
+                    dots.push_str(&format!("M{x} {y} l0 0 "));
+                }
                 drawing = true;
             }
             None => drawing = false,
@@ -87,6 +91,7 @@ pub fn line(
     Chart {
         title,
         path: path.trim_end().to_string(),
+        dots: dots.trim_end().to_string(),
         top: unit.show(top),
         latest: latest.map(|v| unit.show(v)).unwrap_or_else(|| "–".into()),
         empty: latest.is_none(),
@@ -106,6 +111,7 @@ mod tests {
             None,
         );
         assert_eq!(c.path, "M0.0 114.0 L300.0 60.0 L600.0 6.0");
+        assert!(c.dots.is_empty());
         assert_eq!((c.top.as_str(), c.latest.as_str()), ("10/min", "10/min"));
         assert!(!c.empty);
     }
@@ -119,6 +125,7 @@ mod tests {
             Some(100.0),
         );
         assert_eq!(c.path, "M0.0 6.0 M400.0 60.0 L600.0 60.0");
+        assert_eq!(c.dots, "M0.0 6.0 l0 0", "a lone minute is a dot");
         assert_eq!(c.top, "100%");
     }
 
@@ -127,9 +134,10 @@ mod tests {
         let c = line("Latency", Unit::Milliseconds, &[None, None], None);
         assert!(c.empty && c.path.is_empty());
         assert_eq!(c.latest, "–");
+        let one = line("One", Unit::Deliveries, &[Some(3.0)], None);
         assert_eq!(
-            line("One", Unit::Deliveries, &[Some(3.0)], None).path,
-            "M300.0 6.0"
+            (one.path.as_str(), one.dots.as_str()),
+            ("M300.0 6.0", "M300.0 6.0 l0 0")
         );
     }
 

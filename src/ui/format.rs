@@ -134,6 +134,18 @@ pub fn short(s: &str, max: usize) -> String {
     cut
 }
 
+/// A long Herald id shortened for a crowded table: its prefix and its last six characters
+/// (`msg_…CzFJop`); the page keeps the whole id in the link and its title.
+pub fn short_id(id: &str) -> String {
+    match id.split_once('_') {
+        Some((prefix, rest)) if rest.chars().count() > 8 => {
+            let tail: String = rest.chars().skip(rest.chars().count() - 6).collect();
+            format!("{prefix}_…{tail}")
+        }
+        _ => id.to_string(),
+    }
+}
+
 /// A JSON text pretty-printed, or as it is when it is not JSON.
 pub fn pretty_json(text: &str) -> String {
     serde_json::from_str::<serde_json::Value>(text)
@@ -199,6 +211,8 @@ mod tests {
     fn text_helpers() {
         assert_eq!(short("abcdef", 4), "abc…");
         assert_eq!(short("abc", 4), "abc");
+        assert_eq!(short_id("msg_01a2293fd7bf6fk3sdOjQLCzFJop"), "msg_…CzFJop");
+        assert_eq!(short_id("dlv_42"), "dlv_42");
         assert_eq!(pretty_json("{\"a\":1}"), "{\n  \"a\": 1\n}");
         assert_eq!(pretty_json("not json"), "not json");
         assert_eq!(percent(1, 3), "33.3%");

@@ -128,3 +128,66 @@ async fn retention_removes_old_rows_and_keeps_recent_waiting_and_recently_dead_o
     .await;
     t.finish().await;
 }
+
+#[actix_rt::test]
+async fn retention_ends_expired_sessions_and_forgets_old_portal_tokens_and_queue_samples() {
+    let t = spawn_app_with(&[
+        ("HERALD_RETENTION_DAYS", "1"),
+        ("HERALD_RETENTION_INTERVAL", "200ms"),
+    ])
+    .await;
+    let api = t.api();
+    api.create_app("acme", "Acme").await;
+    for expiry in [3600, 7200] {
+        api.expect(
+            200,
+            "POST",
+            "/api/v1/auth/app-portal-access/acme",
+            Some(serde_json::json!({"expiry": expiry})),
+        )
+        .await;
+    }
+    let mut tx = t.pool.begin().await.unwrap();
+    for sql in [
+        // One portal token expired two days ago (gone), one an hour ago (kept a while: the
+        // token list still says it expired).
+        "UPDATE herald.api_token SET expires_at = now() - interval '2 days' \
+          WHERE expires_at = (SELECT min(expires_at) FROM herald.api_token)",
+        "UPDATE herald.api_token SET expires_at = now() - interval '1 hour' \
+          WHERE expires_at > now()",
+        "INSERT INTO herald.ui_session (id_hash, operator, csrf, expires_at) VALUES \
+           (sha256('gone'), 'abc', 'x', now() - interval '1 minute'), \
+           (sha256('kept'), 'abc', 'x', now() + interval '1 hour')",
+        "INSERT INTO herald.queue_sample VALUES \
+           (date_trunc('minute', now() - interval '2 days'), 1, 0, 0, 0), \
+           (date_trunc('minute', now() - interval '2 hours'), 1, 0, 0, 0)",
+    ] {
+        sqlx::query(sql).execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let timeout = Duration::from_secs(10);
+    t.wait_for_count("SELECT count(*) FROM herald.ui_session", 1, timeout)
+        .await;
+    t.wait_for_count("SELECT count(*) FROM herald.api_token", 1, timeout)
+        .await;
+    assert_eq!(
+        t.count("SELECT count(*) FROM herald.ui_session WHERE id_hash = sha256('kept')")
+            .await,
+        1
+    );
+    t.wait_for_count(
+        "SELECT count(*) FROM herald.queue_sample WHERE minute < now() - interval '1 day'",
+        0,
+        timeout,
+    )
+    .await;
+    assert!(
+        t.count(
+            "SELECT count(*) FROM herald.queue_sample WHERE minute < now() - interval '1 hour'"
+        )
+        .await
+            >= 1,
+        "a sample of two hours ago is kept"
+    );
+    t.finish().await;
+}

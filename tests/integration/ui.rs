@@ -53,6 +53,16 @@ fn csrf_of(html: &str) -> String {
 async fn pages_allow_no_inline_script_and_sessions_are_strict_cookies() {
     let t = spawn_app().await;
     t.api().create_app("acme", "Acme").await;
+    let endpoint = t
+        .api()
+        .expect(
+            201,
+            "POST",
+            "/api/v1/app/acme/endpoint",
+            Some(json!({"url": "https://example.com/h"})),
+        )
+        .await;
+    let msg = t.api().post_messages("acme", 1).await.remove(0);
     let (status, headers) = sign_in(&t, TOKEN).await;
     assert_eq!(status, 303);
     let set = cookie(&headers);
@@ -70,7 +80,13 @@ async fn pages_allow_no_inline_script_and_sessions_are_strict_cookies() {
         format!("/ui/app/{app}/endpoints"),
         format!("/ui/app/{app}/endpoints/new"),
         format!("/ui/app/{app}/messages"),
+        format!(
+            "/ui/app/{app}/endpoints/{}?secret=show",
+            endpoint["id"].as_str().unwrap()
+        ),
+        format!("/ui/app/{app}/messages/{}", msg["id"].as_str().unwrap()),
         "/ui/dead-letters".into(),
+        "/ui/dead-letters/replay".into(),
         "/ui/event-types".into(),
         "/ui/tokens".into(),
         "/ui/login".into(),
@@ -247,8 +263,21 @@ async fn a_read_only_portal_shows_and_changes_nothing() {
         session.contains("herald_portal=") && session.contains("Path=/portal"),
         "{session}"
     );
-    let (status, _, html) = page(&t, "/portal/endpoints", &session).await;
+    let (status, headers, html) = page(&t, "/portal/endpoints", &session).await;
     assert_eq!(status, 200);
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe"),
+        "{csp}"
+    );
+    for path in ["/portal/messages", "/portal/dead-letters"] {
+        let (status, _, html) = page(&t, path, &session).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(
+            !html.contains("style=") && !html.contains("<script>"),
+            "{path}"
+        );
+    }
     assert!(
         html.contains("read-only") && !html.contains("New endpoint"),
         "no write actions"

@@ -13,6 +13,7 @@ mod claim;
 mod client;
 mod delivery;
 mod endpoints;
+mod pages;
 mod pgcount;
 mod receiver;
 mod setup;
@@ -139,6 +140,18 @@ enum Scenario {
         #[arg(long, default_value_t = 100)]
         hosts: usize,
     },
+    /// How long the dashboard's pages take on a busy hour (the overview's charts read the
+    /// attempt log; the dead-letter pages count and list).
+    Pages {
+        /// Attempts in the last hour (one per message; a tenth are dead letters).
+        #[arg(long, default_value_t = 100_000)]
+        attempts: usize,
+        #[arg(long, default_value_t = 50)]
+        endpoints: usize,
+        /// Fetches of each page.
+        #[arg(long, default_value_t = 20)]
+        repeats: usize,
+    },
     /// Every figure of issue 5 with its parameters: one table and one JSON line.
     All,
 }
@@ -190,6 +203,11 @@ async fn run_one(cli: &Cli, scenario: &Scenario) -> anyhow::Result<serde_json::V
             messages,
             hosts,
         } => endpoints::endpoints(cli, &bench, endpoints, messages, hosts).await,
+        Scenario::Pages {
+            attempts,
+            endpoints,
+            repeats,
+        } => pages::pages(cli, &bench, endpoints, attempts, repeats).await,
         Scenario::Hanging { .. } | Scenario::All => unreachable!("handled above"),
     };
     if cli.keep_database {

@@ -399,6 +399,16 @@ impl Herald {
     }
 }
 
+/// A scenario that fails midway leaves no Herald running behind it.
+impl Drop for Herald {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// CPU seconds (user + system) of a process (Linux, from /proc/{pid}/stat).
 pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -17,7 +17,7 @@ use crate::{
     store::{replay, task::Progress},
     ui::{
         assets::Assets,
-        format::{short, when, Pager, When},
+        format::{short, short_id, when, Pager, When},
         page::{self, html, see_other, Chrome, Notice, Section, UiError},
         viewer::{Area, Posted, Viewer},
     },
@@ -87,6 +87,10 @@ impl Filters {
 
 pub struct DeadRow {
     pub id: String,
+    /// The ids shortened for the table (`format::short_id`).
+    pub app_short: String,
+    pub msg_short: String,
+    pub endpoint_short: String,
     pub app_id: String,
     pub app_href: String,
     pub msg_href: String,
@@ -111,6 +115,9 @@ fn row(d: DeadLetterOut, area: Area) -> DeadRow {
         (None, None) => "no attempt".into(),
     };
     DeadRow {
+        app_short: short_id(&d.app_id),
+        msg_short: short_id(&d.msg_id),
+        endpoint_short: short_id(&d.endpoint_id),
         app_href: format!("{base}/endpoints"),
         msg_href: format!("{base}/messages/{}", d.msg_id),
         endpoint_href: format!("{base}/endpoints/{}", d.endpoint_id),

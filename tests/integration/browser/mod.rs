@@ -66,6 +66,8 @@ async fn an_operator_signs_in_sets_up_an_endpoint_follows_a_delivery_and_replays
         secret.starts_with("whsec_"),
         "the new endpoint's secret is shown: {secret}"
     );
+    let endpoint_page = b.client.current_url().await.unwrap();
+    let endpoint_page = format!("{base}{}", endpoint_page.path());
 
     // 3. A message, and its attempt on the message page.
     b.click("#send-test button", "message").await;
@@ -129,6 +131,10 @@ async fn an_operator_signs_in_sets_up_an_endpoint_follows_a_delivery_and_replays
         b.wait_for_text(".destination h3 .badge", "delivered", true)
             .await;
     }
+    b.goto(&endpoint_page, "endpoint-after").await;
+    b.wait_for_text("#success-ratio", "%", false).await;
+    b.goto(&format!("{base}/ui/apps"), "applications-after")
+        .await;
     b.goto(&format!("{base}/ui/"), "overview-after").await;
     b.wait_for("svg path.line", false).await;
 
