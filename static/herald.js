@@ -1,5 +1,6 @@
-// Herald's only script: times in the browser's time zone, and a confirmation before a
-// form marked data-confirm is sent. Every page works without it (times then read in UTC).
+// Herald's only script: times in the browser's time zone, a confirmation before a form
+// marked data-confirm is sent, and a portal link's page going on by itself. Every page works
+// without it (times then read in UTC; the portal link's page has a button).
 "use strict";
 document.querySelectorAll("time[datetime]").forEach(function (el) {
   var t = new Date(el.getAttribute("datetime"));
@@ -15,4 +16,8 @@ document.querySelectorAll("form[data-confirm]").forEach(function (form) {
   form.addEventListener("submit", function (e) {
     if (!window.confirm(form.getAttribute("data-confirm"))) e.preventDefault();
   });
+});
+// A portal link's page goes on by itself (a click does it without script).
+document.querySelectorAll("form[data-autosubmit]").forEach(function (form) {
+  form.submit();
 });

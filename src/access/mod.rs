@@ -80,8 +80,12 @@ impl Authenticator {
         if self.configured_token(presented) {
             return Ok(Principal::configured(presented));
         }
-        match token::verify(pool, presented).await? {
-            Some(t) => Ok(Principal::from_token(&t)),
+        match token::verify(pool, presented)
+            .await?
+            .as_ref()
+            .and_then(Principal::from_token)
+        {
+            Some(p) => Ok(p),
             None => Err(self.failed(client)),
         }
     }

@@ -76,19 +76,22 @@ impl Principal {
         })
     }
 
-    pub fn from_token(t: &TokenRow) -> Principal {
+    /// Who a stored token is; `None` for a row that makes no sense (an application token
+    /// without its application, which the schema forbids): refused, never an operator.
+    pub fn from_token(t: &TokenRow) -> Option<Principal> {
         match (t.kind, &t.app_id) {
-            (TokenKind::Operator, _) | (_, None) => {
-                Principal::Operator(Operator::Token { id: t.id.clone() })
+            (TokenKind::Operator, None) => {
+                Some(Principal::Operator(Operator::Token { id: t.id.clone() }))
             }
             (TokenKind::Application | TokenKind::Portal, Some(app_id)) => {
-                Principal::Application(AppGrant {
+                Some(Principal::Application(AppGrant {
                     app_id: app_id.clone(),
                     token_id: t.id.clone(),
                     read_only: t.read_only,
                     feature_flags: t.feature_flags.clone(),
-                })
+                }))
             }
+            _ => None,
         }
     }
 
@@ -145,7 +148,7 @@ mod tests {
             revoked_at: None,
             last_used_at: None,
         };
-        let p = Principal::from_token(&row);
+        let p = Principal::from_token(&row).unwrap();
         assert_eq!(p.reach().app_id(), Some("app_1"));
         assert_eq!(p.reach().feature_flags(), Some(&["beta".to_string()][..]));
         assert!(p.app_grant().unwrap().read_only);
@@ -153,8 +156,17 @@ mod tests {
         let op = Principal::from_token(&TokenRow {
             kind: TokenKind::Operator,
             app_id: None,
-            ..row
+            ..row.clone()
         });
-        assert_eq!(op.reach(), Reach::Everything);
+        assert_eq!(op.map(|p| p.reach()), Some(Reach::Everything));
+        let orphan = TokenRow {
+            app_id: None,
+            ..row
+        };
+        assert_eq!(
+            Principal::from_token(&orphan),
+            None,
+            "refused, not an operator"
+        );
     }
 }

@@ -18,7 +18,10 @@ use super::{
     paths::EndpointPath,
     query,
 };
-use crate::store::{replay, task};
+use crate::{
+    access::principal::Reach,
+    store::{replay, task},
+};
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(recover)
@@ -135,11 +138,12 @@ pub struct ExampleIn {
 #[post("/app/{app_id}/endpoint/{endpoint_id}/send-example")]
 async fn send_example(
     pool: web::Data<PgPool>,
+    reach: Reach,
     path: web::Path<EndpointPath>,
     Json(input): Json<ExampleIn>,
 ) -> ApiResult<HttpResponse> {
     let (app_id, e) = endpoint::resolve(&pool, &path).await?;
-    Ok(HttpResponse::Ok().json(send_example_to(&pool, &app_id, &e.id, input).await?))
+    Ok(HttpResponse::Ok().json(send_example_to(&pool, &reach, &app_id, &e.id, input).await?))
 }
 
 impl ExampleIn {
@@ -154,13 +158,19 @@ impl ExampleIn {
 }
 
 /// Sends an example message of `input.event_type` to one endpoint of `app_id`; returns it.
+/// An event type `reach` may not see (its feature flags) is as unknown as a missing one.
 pub async fn send_example_to(
     pool: &PgPool,
+    reach: &Reach,
     app_id: &str,
     endpoint_id: &str,
     input: ExampleIn,
 ) -> ApiResult<MessageOut> {
-    let Some(schemas) = event_type::schemas(pool, &input.event_type).await? else {
+    let schemas = match event_type::visible_to(pool, &input.event_type, reach).await? {
+        true => event_type::schemas(pool, &input.event_type).await?,
+        false => None,
+    };
+    let Some(schemas) = schemas else {
         return Err(ApiError::invalid(
             "eventType",
             format!("unknown event type '{}'", input.event_type),

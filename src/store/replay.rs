@@ -53,10 +53,12 @@ pub async fn count(pool: &PgPool, s: &Selection) -> Result<i64, sqlx::Error> {
     Ok(n)
 }
 
-/// Replays the dead deliveries `s` selects; returns how many.
+/// Replays the dead deliveries `s` selects; returns how many. They leave the bulk replay
+/// that last queued them, if any (its progress counts only what it queued itself).
 pub async fn replay(pool: &PgPool, s: &Selection) -> Result<u64, sqlx::Error> {
     let sql = format!(
-        "WITH replayed AS (UPDATE herald.delivery SET {REQUEUE} WHERE {SELECTED} RETURNING 1) \
+        "WITH replayed AS (UPDATE herald.delivery SET {REQUEUE}, replay_task = NULL \
+                           WHERE {SELECTED} RETURNING 1) \
          SELECT count(*) FROM replayed"
     );
     let (n,): (i64,) = bind_selection(sqlx::query_as(&sql), s)
@@ -161,7 +163,8 @@ pub async fn resend(
     let row: Option<(String,)> = sqlx::query_as(
         "INSERT INTO herald.delivery (message_id, endpoint_id, app_id, manual) VALUES ($1, $2, $3, true) \
          ON CONFLICT (message_id, endpoint_id) DO UPDATE SET status = 'pending', attempts = 0, \
-             next_attempt_at = now(), dead_reason = NULL, manual = true, updated_at = now() \
+             next_attempt_at = now(), dead_reason = NULL, manual = true, updated_at = now(), \
+             replay_task = NULL \
            WHERE herald.delivery.status <> 'sending' \
          RETURNING status::text",
     )

@@ -116,7 +116,7 @@ async fn load(req: HttpRequest) -> Result<Viewer, UiError> {
                 .await
                 .map_err(ApiError::from)?
                 .ok_or_else(signed_out)?;
-            Principal::from_token(&t)
+            Principal::from_token(&t).ok_or_else(signed_out)?
         }
     };
     let fits = match area {
@@ -185,8 +185,16 @@ impl FromRequest for AppScope {
 }
 
 /// A form posted by a signed-in viewer who may write: its CSRF token checked, its fields
-/// parsed (repeated names make lists: `eventTypes=a&eventTypes=b`).
+/// parsed (repeated names make lists: `eventTypes=a&eventTypes=b`). Every form that
+/// changes something takes this.
 pub struct Posted<T> {
+    pub viewer: Viewer,
+    pub form: T,
+}
+
+/// A form any signed-in viewer may post, read-only ones too (signing out): its CSRF token
+/// checked.
+pub struct Submitted<T> {
     pub viewer: Viewer,
     pub form: T,
 }
@@ -199,33 +207,57 @@ struct CsrfField {
 /// Forms are small; anything larger is not one of ours.
 const FORM_LIMIT: usize = 64 * 1024;
 
+/// Reads a posted form: the viewer's session, the CSRF token, then the fields.
+async fn read_form<T: DeserializeOwned>(
+    req: HttpRequest,
+    body: impl Future<Output = Result<web::Bytes, actix_web::Error>>,
+    to_write: bool,
+) -> Result<(Viewer, T), UiError> {
+    let viewer = load(req).await?;
+    let body = body
+        .await
+        .map_err(|e| UiError::Api(ApiError::BadRequest(e.to_string())))?;
+    if body.len() > FORM_LIMIT {
+        return Err(UiError::Api(ApiError::PayloadTooLarge(
+            "a form is at most 64 KiB".into(),
+        )));
+    }
+    let csrf: CsrfField = serde_html_form::from_bytes(&body).map_err(|_| UiError::Csrf)?;
+    viewer.check_csrf(&csrf.csrf)?;
+    if to_write && !viewer.can_write() {
+        return Err(UiError::Api(ApiError::Forbidden(
+            "this portal is read-only".into(),
+        )));
+    }
+    let form = serde_html_form::from_bytes(&body)
+        .map_err(|e| UiError::Api(ApiError::invalid("form", e.to_string())))?;
+    Ok((viewer, form))
+}
+
 impl<T: DeserializeOwned + 'static> FromRequest for Posted<T> {
     type Error = UiError;
     type Future = Pin<Box<dyn Future<Output = Result<Posted<T>, UiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = web::Bytes::from_request(req, payload);
         let req = req.clone();
-        let body = web::Bytes::from_request(&req, payload);
         Box::pin(async move {
-            let viewer = load(req.clone()).await?;
-            let body = body
-                .await
-                .map_err(|e| UiError::Api(ApiError::BadRequest(e.to_string())))?;
-            if body.len() > FORM_LIMIT {
-                return Err(UiError::Api(ApiError::PayloadTooLarge(
-                    "a form is at most 64 KiB".into(),
-                )));
-            }
-            let csrf: CsrfField = serde_html_form::from_bytes(&body).map_err(|_| UiError::Csrf)?;
-            viewer.check_csrf(&csrf.csrf)?;
-            if !viewer.can_write() {
-                return Err(UiError::Api(ApiError::Forbidden(
-                    "this portal is read-only".into(),
-                )));
-            }
-            let form = serde_html_form::from_bytes(&body)
-                .map_err(|e| UiError::Api(ApiError::invalid("form", e.to_string())))?;
+            let (viewer, form) = read_form(req, body, true).await?;
             Ok(Posted { viewer, form })
+        })
+    }
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for Submitted<T> {
+    type Error = UiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Submitted<T>, UiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = web::Bytes::from_request(req, payload);
+        let req = req.clone();
+        Box::pin(async move {
+            let (viewer, form) = read_form(req, body, false).await?;
+            Ok(Submitted { viewer, form })
         })
     }
 }

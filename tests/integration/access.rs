@@ -356,6 +356,34 @@ async fn read_only_and_feature_flagged_tokens() {
         vec!["beta.thing", "open"]
     );
 
+    // A flagged event type cannot be sent as an example without the flag either.
+    let ep = api
+        .expect(
+            201,
+            "POST",
+            "/api/v1/app/merchant-a/endpoint",
+            Some(json!({"url": "https://example.com/h"})),
+        )
+        .await;
+    let example = format!(
+        "/api/v1/app/merchant-a/endpoint/{}/send-example",
+        ep["id"].as_str().unwrap()
+    );
+    let plain = make_token(&api, json!({"name": "p", "appId": "merchant-a"})).await;
+    let (status, body) = api
+        .with_token(&plain)
+        .post(&example, json!({"eventType": "beta.thing"}))
+        .await;
+    assert_eq!(status, 422, "{body}");
+    flagged
+        .expect(
+            200,
+            "POST",
+            &example,
+            Some(json!({"eventType": "beta.thing"})),
+        )
+        .await;
+
     // A read-only token may still log out; then it is refused.
     reader
         .expect(204, "POST", "/api/v1/auth/logout", None)

@@ -41,6 +41,25 @@ async fn page(t: &TestApp, path: &str, cookie: &str) -> (u16, HeaderMap, String)
     (status, headers, res.text().await.unwrap())
 }
 
+/// Opens a portal link as a browser does: its page, then the form that page posts.
+async fn open_portal(link: &str) -> (u16, HeaderMap) {
+    let page = client().get(link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers().get("set-cookie").is_none(),
+        "reading the link signs nobody in"
+    );
+    let code = link.split("code=").nth(1).unwrap();
+    let start = link.split("?code=").next().unwrap();
+    let res = client()
+        .post(start)
+        .form(&[("code", code)])
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.headers().clone())
+}
+
 fn csrf_of(html: &str) -> String {
     let at = html
         .find("name=\"csrf\" value=\"")
@@ -252,13 +271,9 @@ async fn a_read_only_portal_shows_and_changes_nothing() {
             Some(json!({"readOnly": true})),
         )
         .await;
-    let res = client()
-        .get(access["url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let session = cookie(res.headers());
+    let (status, headers) = open_portal(access["url"].as_str().unwrap()).await;
+    assert_eq!(status, 303);
+    let session = cookie(&headers);
     assert!(
         session.contains("herald_portal=") && session.contains("Path=/portal"),
         "{session}"
@@ -294,6 +309,16 @@ async fn a_read_only_portal_shows_and_changes_nothing() {
         .unwrap();
     assert_eq!(res.status(), 403);
     assert_eq!(t.count("SELECT count(*) FROM herald.endpoint").await, 1);
+    // Signing out is not a change: a read-only partner may.
+    let res = client()
+        .post(format!("{}/portal/logout", api.base))
+        .header("cookie", session.split(';').next().unwrap())
+        .form(&[("csrf", csrf_of(&html).as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(page(&t, "/portal/endpoints", &session).await.0, 401);
     t.finish().await;
 }
 
@@ -348,5 +373,45 @@ async fn delivery_statistics_by_minute_feed_the_overview() {
         .get("/api/v1/stats/delivery?since=2026-01-01T00:00:00Z&until=2026-01-03T00:00:00Z")
         .await;
     assert_eq!(status, 422, "at most a day at a time");
+    t.finish().await;
+}
+
+#[actix_rt::test]
+async fn a_portal_link_survives_being_fetched_and_signs_in_once() {
+    let t = spawn_app().await;
+    let api = t.api();
+    api.create_app("acme", "Acme").await;
+    let access = api
+        .expect(
+            200,
+            "POST",
+            "/api/v1/auth/app-portal-access/acme",
+            Some(json!({})),
+        )
+        .await;
+    let link = access["url"].as_str().unwrap();
+    // A mail scanner or a chat preview fetches the link first: nothing is used up.
+    for _ in 0..2 {
+        let res = client().get(link).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let (status, headers) = open_portal(link).await;
+    assert_eq!(status, 303);
+    assert_eq!(headers["location"], "/portal/endpoints");
+    let (status, _) = open_portal(link).await;
+    assert_eq!(
+        status, 403,
+        "the second sign-in with the same link is refused"
+    );
+    // A sign-in form posted from another site is refused.
+    let res = client()
+        .post(format!("{}/ui/login", api.base))
+        .header("origin", "https://evil.example")
+        .form(&[("token", TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert!(res.headers().get("set-cookie").is_none());
     t.finish().await;
 }

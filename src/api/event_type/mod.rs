@@ -250,6 +250,11 @@ async fn get(
     Ok(HttpResponse::Ok().json(e.into_out(true)))
 }
 
+/// Whether event type `name` exists and `reach` may see it (its feature flags).
+pub async fn visible_to(pool: &PgPool, name: &str, reach: &Reach) -> ApiResult<bool> {
+    Ok(find(pool, name).await?.is_some_and(|e| visible(&e, reach)))
+}
+
 /// What [`VISIBLE`] says, for one row.
 fn visible(e: &EventTypeRow, reach: &Reach) -> bool {
     let own = e.feature_flags.as_deref().unwrap_or_default();

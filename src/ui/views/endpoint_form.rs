@@ -46,10 +46,14 @@ impl EndpointForm {
     }
 
     /// The endpoint fields and headers this form sets; what it does not show (uid,
-    /// metadata, whether it is disabled) is kept from `existing`.
+    /// metadata, whether it is disabled) is kept from `existing`. So are the event types
+    /// it subscribes to that the form had no box for (`offered` are those it had: archived
+    /// types, and types the viewer's feature flags hide, are not offered): editing an
+    /// endpoint never drops, or widens to every type, what the editor could not see.
     pub fn fields(
         &self,
         existing: Option<&EndpointOut>,
+        offered: &[String],
     ) -> Result<(EndpointFields, BTreeMap<String, String>), ApiError> {
         let mut p = Problems::default();
         let rate_limit = match self.rate_limit.trim() {
@@ -93,11 +97,33 @@ impl EndpointForm {
             throttle_rate: rate_limit,
             uid: existing.and_then(|e| e.uid.clone()),
             disabled: existing.is_some_and(|e| e.disabled),
-            event_types: (!self.event_types.is_empty()).then(|| self.event_types.clone()),
+            event_types: self.event_types(existing, offered),
             channels: (!channels.is_empty()).then_some(channels),
             metadata: existing.map(|e| e.metadata.0.clone()).unwrap_or_default(),
         };
         Ok((fields, headers))
+    }
+}
+
+impl EndpointForm {
+    /// The checked boxes, plus the existing subscriptions that had no box; none: every type.
+    fn event_types(
+        &self,
+        existing: Option<&EndpointOut>,
+        offered: &[String],
+    ) -> Option<Vec<String>> {
+        let mut types: Vec<String> = existing
+            .and_then(|e| e.event_types.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| !offered.contains(t))
+            .collect();
+        for t in &self.event_types {
+            if !types.contains(t) {
+                types.push(t.clone());
+            }
+        }
+        (!types.is_empty()).then_some(types)
     }
 }
 
@@ -112,7 +138,7 @@ mod tests {
              &channels=eu%2C+us&rate_limit=5&headers=X-Tenant%3A+acme%0D%0A",
         )
         .unwrap();
-        let (f, headers) = form.fields(None).unwrap();
+        let (f, headers) = form.fields(None, &[]).unwrap();
         assert_eq!(f.url, "https://shop.example/hook");
         assert_eq!(
             f.event_types,
@@ -129,7 +155,7 @@ mod tests {
             url: "https://x.example".into(),
             ..Default::default()
         };
-        let (f, _) = form.fields(None).unwrap();
+        let (f, _) = form.fields(None, &[]).unwrap();
         assert_eq!(
             (f.event_types, f.channels, f.throttle_rate),
             (None, None, None)
@@ -139,9 +165,45 @@ mod tests {
             headers: "no colon here".into(),
             ..form
         };
-        match bad.fields(None) {
+        match bad.fields(None, &[]) {
             Err(ApiError::Validation(items)) => assert_eq!(items.len(), 2),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn subscriptions_the_form_could_not_show_are_kept() {
+        let existing = EndpointOut {
+            id: "ep_1".into(),
+            uid: None,
+            url: "https://x.example".into(),
+            description: String::new(),
+            throttle_rate: None,
+            disabled: false,
+            event_types: Some(vec!["beta.thing".into(), "order.paid".into()]),
+            channels: None,
+            metadata: Default::default(),
+            created_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+            disabled_reason: None,
+            disabled_at: None,
+        };
+        let offered = vec!["order.paid".to_string(), "order.created".to_string()];
+        // Unchecking the one visible type keeps the hidden one (never "every type").
+        let none = EndpointForm {
+            url: "https://x.example".into(),
+            ..Default::default()
+        };
+        let (f, _) = none.fields(Some(&existing), &offered).unwrap();
+        assert_eq!(f.event_types, Some(vec!["beta.thing".to_string()]));
+        let some = EndpointForm {
+            event_types: vec!["order.created".into()],
+            ..none
+        };
+        let (f, _) = some.fields(Some(&existing), &offered).unwrap();
+        assert_eq!(
+            f.event_types,
+            Some(vec!["beta.thing".to_string(), "order.created".to_string()])
+        );
     }
 }

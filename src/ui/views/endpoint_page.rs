@@ -231,7 +231,8 @@ pub async fn test(
 ) -> Result<HttpResponse, UiError> {
     let e = endpoint::find(&pool, &scope.app.id, &path.endpoint_id).await?;
     let example = endpoint_ops::ExampleIn::of(&posted.form.event_type);
-    let msg = endpoint_ops::send_example_to(&pool, &scope.app.id, &e.id, example).await?;
+    let reach = scope.viewer.reach();
+    let msg = endpoint_ops::send_example_to(&pool, &reach, &scope.app.id, &e.id, example).await?;
     let page = format!("{}/messages/{}", scope.base, msg.id);
     Ok(see_other(&Notice::TestSent.on(&page)))
 }

@@ -11,9 +11,10 @@ use crate::{
     api::{
         endpoint::{self, EndpointOut},
         endpoint_secret,
-        error::ApiResult,
+        error::{ApiError, ApiResult},
         event_type,
         pagination::PageQuery,
+        validate,
     },
     destination::Policy,
     ui::{
@@ -162,6 +163,12 @@ pub async fn catalogue(pool: &PgPool, reach: &Reach, checked: &[String]) -> ApiR
         .collect())
 }
 
+/// The event types the form offers the viewer (a box each).
+async fn offered(pool: &PgPool, scope: &AppScope) -> ApiResult<Vec<String>> {
+    let choices = catalogue(pool, &scope.viewer.reach(), &[]).await?;
+    Ok(choices.into_iter().map(|c| c.name).collect())
+}
+
 #[derive(Template)]
 #[template(path = "endpoint_form.html")]
 struct FormPage {
@@ -214,7 +221,8 @@ pub async fn create(
     policy: web::Data<Policy>,
     posted: Posted<EndpointForm>,
 ) -> Result<HttpResponse, UiError> {
-    let (fields, headers) = posted.form.fields(None)?;
+    let offered = offered(&pool, &scope).await?;
+    let (fields, headers) = posted.form.fields(None, &offered)?;
     let e =
         endpoint::create_checked(&pool, &policy, &scope.app.id, &fields, None, &headers).await?;
     let page = format!("{}/endpoints/{}?secret=show", scope.base, e.id);
@@ -242,8 +250,11 @@ pub async fn save(
     posted: Posted<EndpointForm>,
 ) -> Result<HttpResponse, UiError> {
     let e = endpoint::find(&pool, &scope.app.id, &path.endpoint_id).await?;
-    let (fields, headers) = posted.form.fields(Some(&e))?;
+    let offered = offered(&pool, &scope).await?;
+    let (fields, headers) = posted.form.fields(Some(&e), &offered)?;
+    // Everything is checked before anything is written.
     fields.validate(&pool, &policy).await?;
+    validate::headers("headers", &headers).map_err(|e| ApiError::Validation(vec![e]))?;
     endpoint::save(&pool, &e.id, &fields).await?;
     endpoint_secret::store_headers(&pool, &e.id, &headers).await?;
     let page = format!("{}/endpoints/{}", scope.base, e.id);

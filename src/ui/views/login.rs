@@ -18,7 +18,7 @@ use crate::{
         assets::Assets,
         page::{html, see_other, Button, UiError},
         session::{self, Holder},
-        viewer::{Area, Posted, Viewer},
+        viewer::{Area, Submitted, Viewer},
     },
 };
 
@@ -54,6 +54,7 @@ pub async fn sign_in(
     assets: web::Data<Assets>,
     form: web::Form<LoginForm>,
 ) -> Result<HttpResponse, UiError> {
+    same_origin(&req)?;
     let client = auth::client_address(&req);
     let refused = |status: actix_web::http::StatusCode, problem: String| {
         let page = LoginPage {
@@ -144,9 +145,9 @@ fn session_cookie(
 pub async fn sign_out(
     req: HttpRequest,
     pool: web::Data<PgPool>,
-    posted: Posted<Button>,
+    submitted: Submitted<Button>,
 ) -> Result<HttpResponse, UiError> {
-    let area = posted.viewer.area;
+    let area = submitted.viewer.area;
     if let Some(c) = req.cookie(area.cookie()) {
         session::end(&pool, c.value())
             .await
@@ -168,7 +169,9 @@ pub async fn sign_out(
 #[template(path = "portal_start.html")]
 struct StartPage {
     css: String,
-    ok: bool,
+    js: String,
+    /// The code to post (the link's), or `None` when it could not be used.
+    code: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -176,31 +179,42 @@ pub struct StartQuery {
     code: String,
 }
 
-/// `GET /portal/start?code=…`: a portal link. Its code is used up here, and a session
-/// starts that lasts as long as the portal token. The answer is a page that moves on by
-/// itself rather than a redirect: a cookie set while following a link from another site's
-/// page is not sent with the redirect that follows it (`SameSite=Strict`), but it is with
-/// a navigation the page itself starts.
+/// `GET /portal/start?code=…`: a portal link. The page posts the code on by itself (or
+/// with a click, without script): a link scanner or a chat's preview that fetches the
+/// link only reads this page, and the one-time code stays unused.
+pub async fn portal_link(
+    assets: web::Data<Assets>,
+    q: web::Query<StartQuery>,
+) -> Result<HttpResponse, UiError> {
+    html(&StartPage {
+        css: assets.css_url(),
+        js: assets.js_url(),
+        code: Some(q.code.clone()),
+    })
+}
+
+/// `POST /portal/start`: uses the link's code up and starts a session that lasts as long
+/// as the portal token.
 pub async fn portal_start(
     req: HttpRequest,
     pool: web::Data<PgPool>,
     auth: web::Data<Authenticator>,
     access: web::Data<Access>,
     assets: web::Data<Assets>,
-    q: web::Query<StartQuery>,
+    form: web::Form<StartQuery>,
 ) -> Result<HttpResponse, UiError> {
+    same_origin(&req)?;
     let client = auth::client_address(&req);
     auth.check_address(client).map_err(auth::refused)?;
-    let redeemed = token::redeem_link(&pool, &q.code)
+    let redeemed = token::redeem_link(&pool, &form.code)
         .await
         .map_err(ApiError::from)?;
     let Some(t) = redeemed.filter(|t| t.app_id.is_some()) else {
-        if let Refused::LockedOut(_) = auth.failed(client) {
-            tracing::warn!(client = %client, "portal links: address locked out");
-        }
+        let _ = auth.failed(client);
         let mut response = html(&StartPage {
             css: assets.css_url(),
-            ok: false,
+            js: assets.js_url(),
+            code: None,
         })?;
         *response.status_mut() = actix_web::http::StatusCode::FORBIDDEN;
         return Ok(response);
@@ -212,20 +226,34 @@ pub async fn portal_start(
         .await
         .map_err(ApiError::from)?;
     tracing::info!(app_id = ?t.app_id, token_id = %t.id, "portal sign-in");
-    let mut response = html(&StartPage {
-        css: assets.css_url(),
-        ok: true,
-    })?;
-    response
-        .add_cookie(&session_cookie(
-            &req,
-            &access,
-            Area::Portal,
-            cookie,
-            expires,
-        ))
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(response)
+    // A form on Herald's own page led here, so the cookie goes with the redirect.
+    Ok(HttpResponse::SeeOther()
+        .insert_header(("location", "/portal/endpoints"))
+        .cookie(session_cookie(&req, &access, Area::Portal, cookie, expires))
+        .finish())
+}
+
+/// Sign-in forms are posted from Herald's own pages: a browser says where a form came
+/// from (`Origin`), and another site's is refused, so no page elsewhere can sign a
+/// visitor in as someone else.
+fn same_origin(req: &HttpRequest) -> Result<(), UiError> {
+    let Some(origin) = req.headers().get("origin").and_then(|o| o.to_str().ok()) else {
+        return Ok(());
+    };
+    let host = req.connection_info().host().to_string();
+    match url::Url::parse(origin) {
+        Ok(u)
+            if u.host_str().map(|h| match u.port() {
+                Some(p) => format!("{h}:{p}"),
+                None => h.to_string(),
+            }) == Some(host) =>
+        {
+            Ok(())
+        }
+        _ => Err(UiError::Api(ApiError::Forbidden(
+            "this form was posted from another site".into(),
+        ))),
+    }
 }
 
 /// `GET /portal/signed-out`.

@@ -49,7 +49,8 @@ pub fn dashboard(cfg: &mut web::ServiceConfig) {
 
 /// `/portal/…`.
 pub fn portal(cfg: &mut web::ServiceConfig) {
-    cfg.route("/start", web::get().to(login::portal_start))
+    cfg.route("/start", web::get().to(login::portal_link))
+        .route("/start", web::post().to(login::portal_start))
         .route("/signed-out", web::get().to(login::portal_signed_out))
         .route("/logout", web::post().to(login::sign_out))
         .route("", web::get().to(endpoints::to_list))

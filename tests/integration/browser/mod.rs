@@ -260,7 +260,7 @@ async fn a_portal_link_opens_one_applications_portal_and_nothing_of_another() {
     // The link was used up: opening it again signs nobody in.
     b.client.delete_all_cookies().await.unwrap();
     b.goto(link, "link-used").await;
-    assert!(b.text("h1").await.contains("cannot be used"));
+    b.wait_for_text("h1", "cannot be used", false).await;
     b.client.clone().close().await.ok();
     t.finish().await;
 }
