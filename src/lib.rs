@@ -14,6 +14,8 @@
 //!   the server from the same functions as the API.
 //! * [`access`]: who may do what: configured and runtime tokens (operator-wide or scoped to
 //!   one application), and the lockout of addresses that keep failing to authenticate.
+//! * [`ingest`]: inbound webhooks: sources, each provider's verification scheme, what a
+//!   forwarded event carries.
 //! * [`dispatcher`]: the handle on the delivery engine, and its configuration.
 //! * [`actors`]: the engine's actors (supervisor, claimer, senders, recorder, reaper,
 //!   retention) and the messages they exchange. Thin wiring over the plain modules below.
@@ -40,6 +42,7 @@ pub mod config;
 pub mod delivery;
 pub mod destination;
 pub mod dispatcher;
+pub mod ingest;
 pub mod metrics;
 pub mod retry;
 pub mod signing;

@@ -58,6 +58,29 @@ pub struct PoolLabels {
     pub state: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectionLabels {
+    pub source: String,
+    /// `bad_signature`, `stale_timestamp`, `missing_header`, ...
+    pub reason: &'static str,
+}
+
+/// What became of a request to a source, for its counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestSeen {
+    /// Forwarded (`verified`: a signature was checked).
+    Accepted { verified: bool },
+    /// Answered 2xx, not forwarded again.
+    Duplicate { verified: bool },
+    /// Refused, for this reason.
+    Rejected(&'static str),
+}
+
 /// The queue as counted in the database at scrape time.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct QueueDepth {
@@ -83,6 +106,11 @@ pub struct Metrics {
     oldest_due: FloatGauge,
     database_up: Gauge,
     db_pool: Family<PoolLabels, Gauge>,
+    ingest_received: Family<SourceLabels, Counter>,
+    ingest_verified: Family<SourceLabels, Counter>,
+    ingest_rejected: Family<RejectionLabels, Counter>,
+    ingest_duplicates: Family<SourceLabels, Counter>,
+    ingest_last_event: Family<SourceLabels, FloatGauge>,
     /// Serialises scrapes: scrape-time gauges are set and then encoded as one snapshot.
     scrape: Mutex<()>,
 }
@@ -108,6 +136,11 @@ impl Metrics {
             oldest_due: FloatGauge::default(),
             database_up: Gauge::default(),
             db_pool: Family::default(),
+            ingest_received: Family::default(),
+            ingest_verified: Family::default(),
+            ingest_rejected: Family::default(),
+            ingest_duplicates: Family::default(),
+            ingest_last_event: Family::default(),
             scrape: Mutex::new(()),
             registry: Registry::default(),
         };
@@ -163,7 +196,60 @@ impl Metrics {
             "Database pool connections by pool and state (idle, in_use, max)",
             m.db_pool.clone(),
         );
+        registry.register(
+            "ingest_received",
+            "Requests received at each source's URL (accepted, duplicates and rejected)",
+            m.ingest_received.clone(),
+        );
+        registry.register(
+            "ingest_verified",
+            "Requests to each source whose signature was verified",
+            m.ingest_verified.clone(),
+        );
+        registry.register(
+            "ingest_rejected",
+            "Requests to each source refused, by reason (bad_signature, stale_timestamp, missing_header, ...)",
+            m.ingest_rejected.clone(),
+        );
+        registry.register(
+            "ingest_duplicates",
+            "Requests to each source whose event id was seen within the dedupe window (answered 2xx, not forwarded)",
+            m.ingest_duplicates.clone(),
+        );
+        registry.register(
+            "ingest_last_event_timestamp_seconds",
+            "Unix time of the last event each source accepted in this instance",
+            m.ingest_last_event.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// Counts a request to a source.
+    pub fn record_ingest(&self, source: &str, seen: IngestSeen, now_unix: f64) {
+        let labels = SourceLabels {
+            source: source.to_string(),
+        };
+        self.ingest_received.get_or_create(&labels).inc();
+        match seen {
+            IngestSeen::Accepted { verified } | IngestSeen::Duplicate { verified } => {
+                if verified {
+                    self.ingest_verified.get_or_create(&labels).inc();
+                }
+                if matches!(seen, IngestSeen::Duplicate { .. }) {
+                    self.ingest_duplicates.get_or_create(&labels).inc();
+                } else {
+                    self.ingest_last_event.get_or_create(&labels).set(now_unix);
+                }
+            }
+            IngestSeen::Rejected(reason) => {
+                self.ingest_rejected
+                    .get_or_create(&RejectionLabels {
+                        source: source.to_string(),
+                        reason,
+                    })
+                    .inc();
+            }
+        }
     }
 
     /// Counts a finished delivery attempt (or an attempt-less deferral).

@@ -21,11 +21,15 @@ use super::{
     route_table::{open_to_applications, operations, APPLICATION_TOKEN},
 };
 
-/// Operations anyone may call: health (for load balancers) and this document.
+/// Operations anyone may call: health (for load balancers), this document, the metrics
+/// (for the scraper), and sources' URLs (for providers, which authenticate by the URL's
+/// token and their signature).
 const PUBLIC: &[&str] = &[
     "/api/v1/health",
     "/api/v1/health/ping",
     "/api/v1/openapi.json",
+    "/metrics",
+    "/ingest/{token}",
 ];
 
 /// The whole document: what `paths` registered, completed with what every operation shares.
@@ -67,7 +71,7 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
     let operator = SecurityRequirement::new("HTTPBearer", Vec::<String>::new());
     let application = SecurityRequirement::new(APPLICATION_TOKEN, Vec::<String>::new());
     for (path, item) in doc.paths.paths.iter_mut() {
-        let public = PUBLIC.contains(&path.as_str()) || !path.starts_with("/api/v1");
+        let public = PUBLIC.contains(&path.as_str());
         for (method, op) in operations(item) {
             // A handler opens itself to application tokens by listing their scheme
             // (`security(("ApplicationToken" = []))`); operator tokens reach everything.

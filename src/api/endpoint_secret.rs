@@ -92,6 +92,18 @@ async fn rotate_secret(
 ) -> ApiResult<HttpResponse> {
     let input = body.unwrap_or_default();
     let (_, e) = endpoint::resolve(&pool, &path).await?;
+    let secret = rotate_as_asked(&pool, &e.id, &input).await?;
+    Ok(HttpResponse::Ok().json(SecretOut {
+        key: secret.expose(),
+    }))
+}
+
+/// A rotation as a request asks for it: its key (or a new one) and grace period, checked.
+pub async fn rotate_as_asked(
+    pool: &PgPool,
+    endpoint_id: &str,
+    input: &RotateIn,
+) -> ApiResult<Secret> {
     let secret = match &input.key {
         Some(k) => validate::secret("key", k).map_err(|e| ApiError::Validation(vec![e]))?,
         None => Secret::generate(),
@@ -103,10 +115,8 @@ async fn rotate_secret(
             format!("must be between 0 and {MAX_GRACE_SECONDS}"),
         ));
     }
-    rotate(&pool, &e.id, &secret, grace).await?;
-    Ok(HttpResponse::Ok().json(SecretOut {
-        key: secret.expose(),
-    }))
+    rotate(pool, endpoint_id, &secret, grace).await?;
+    Ok(secret)
 }
 
 /// Makes `secret` the endpoint's current secret; the previous one keeps signing beside it
@@ -160,7 +170,7 @@ pub struct HeadersOut {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeadersIn {
-    headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, String>,
 }
 
 /// Headers to set (a `null` value removes that header) and to remove.

@@ -6,6 +6,7 @@
 //! * Resources: [`application`], [`event_type`], [`endpoint`] (with [`endpoint_secret`],
 //!   [`endpoint_ops`], [`endpoint_circuit`]), [`message`] and [`message_create`], [`attempt`] and
 //!   [`delivery_status`], [`dead_letter`], [`background_task`], [`stats`], [`health`], [`metrics`].
+//! * Inbound webhooks: [`ingest`] (Svix's Ingest API, and sources' URLs).
 //! * Access: [`token`] (tokens managed at run time), [`portal_access`] (a partner's link
 //!   and token, logout).
 //! * Around them: [`auth`] (bearer tokens, and the limits of application-scoped ones),
@@ -29,6 +30,7 @@ pub mod event_type;
 pub mod extract;
 pub mod health;
 pub mod idempotency;
+pub mod ingest;
 pub mod message;
 pub mod message_create;
 pub mod metrics;
@@ -52,6 +54,9 @@ use error::{ApiError, ValidationErrorItem};
 pub struct ApiConfig {
     pub authenticator: web::Data<crate::access::Authenticator>,
     pub access: crate::config::groups::Access,
+    pub ingest: crate::config::groups::Ingest,
+    /// Circle's fetched keys: one cache for every worker.
+    pub circle_keys: web::Data<crate::ingest::verify::circle::KeyCache>,
     pub max_body_bytes: usize,
     pub destinations: crate::destination::Policy,
     pub readiness: health::Readiness,
@@ -78,6 +83,17 @@ pub fn configure(cfg: &mut ServiceConfig, serving: Serving) {
         cfg.service(v1);
         return;
     }
+    // Inbound webhooks: Svix's Ingest API (operators), and sources' URLs (providers).
+    cfg.service(
+        scope::scope("/ingest/api/v1")
+            .wrap(from_fn(auth::require_token))
+            .service(
+                scope::scope("")
+                    .wrap(from_fn(idempotency::replay_or_record))
+                    .configure(ingest::routes),
+            ),
+    )
+    .configure(ingest::receive::routes);
     cfg.service(
         v1.service(openapi::document)
             .configure(portal_access::logout_route)
@@ -115,6 +131,8 @@ pub fn app_data(cfg: &mut web::ServiceConfig, api: &ApiConfig) {
         .app_data(web::Data::new(api.metrics.clone()))
         .app_data(api.authenticator.clone())
         .app_data(web::Data::new(api.access.clone()))
+        .app_data(web::Data::new(api.ingest.clone()))
+        .app_data(api.circle_keys.clone())
         .app_data(web::Data::new(extract::BodyLimit(api.max_body_bytes)))
         .app_data(web::Data::new(api.destinations.clone()))
         .app_data(web::Data::new(api.messages))

@@ -87,6 +87,8 @@ pub struct Settings {
     #[serde(flatten)]
     pub access: groups::Access,
     #[serde(flatten)]
+    pub ingest: groups::Ingest,
+    #[serde(flatten)]
     pub destinations: groups::Destinations,
     #[serde(flatten)]
     pub sending: groups::Sending,
@@ -155,6 +157,7 @@ impl Settings {
             database: group(&raw)?,
             api: group(&raw)?,
             access: group(&raw)?,
+            ingest: group(&raw)?,
             destinations: group(&raw)?,
             sending: group(&raw)?,
             retries: group(&raw)?,
@@ -208,6 +211,7 @@ impl Settings {
         self.database.validate()?;
         self.api.validate()?;
         self.access.validate()?;
+        self.ingest.validate()?;
         self.destinations.validate()?;
         self.sending.validate()?;
         self.retries.validate()?;

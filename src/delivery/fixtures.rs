@@ -43,5 +43,6 @@ pub fn job(id: i64, endpoint: &str) -> Job {
             secrets: vec![],
             defect: None,
         }),
+        forwarded: None,
     }
 }

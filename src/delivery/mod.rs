@@ -43,6 +43,16 @@ pub struct Job {
     /// `None` once retention expunged it.
     pub payload: Option<Bytes>,
     pub endpoint: Arc<Destination>,
+    /// An inbound event being forwarded: what it carries besides its body.
+    pub forwarded: Option<Box<Forwarded>>,
+}
+
+/// The provider's headers (already under their prefix) and content type of a forwarded
+/// inbound event (`ingest::forward`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forwarded {
+    pub headers: Vec<(String, String)>,
+    pub content_type: String,
 }
 
 /// The endpoint as it was when the delivery was claimed.

@@ -52,8 +52,16 @@ pub fn sign(job: &Job, body: &[u8], timestamp: i64) -> Vec<(String, String)> {
         .collect();
     let signature =
         signing::signature_header(&job.endpoint.secrets, &job.message_id, timestamp, body);
+    let content_type = match &job.forwarded {
+        // An inbound event: the provider's headers (under their prefix) and content type.
+        Some(f) => {
+            headers.extend(f.headers.iter().cloned());
+            f.content_type.clone()
+        }
+        None => "application/json".into(),
+    };
     headers.extend([
-        ("content-type".into(), "application/json".into()),
+        ("content-type".into(), content_type),
         ("user-agent".into(), USER_AGENT.into()),
         ("webhook-id".into(), job.message_id.clone()),
         ("webhook-timestamp".into(), timestamp.to_string()),
@@ -175,7 +183,32 @@ mod tests {
                 secrets: vec![secret.clone()],
                 defect: None,
             }),
+            forwarded: None,
         }
+    }
+
+    #[test]
+    fn a_forwarded_event_carries_the_providers_headers_and_content_type() {
+        let secret = Secret::generate();
+        let mut j = job(&secret);
+        j.forwarded = Some(Box::new(crate::delivery::Forwarded {
+            headers: vec![(
+                "x-herald-original-stripe-signature".into(),
+                "t=1,v1=ab".into(),
+            )],
+            content_type: "application/x-www-form-urlencoded".into(),
+        }));
+        let h = sign(&j, b"a=1", 1);
+        let get = |name: &str| h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        assert_eq!(
+            get("content-type"),
+            Some("application/x-www-form-urlencoded")
+        );
+        assert_eq!(get("x-herald-original-stripe-signature"), Some("t=1,v1=ab"));
+        assert!(
+            get("webhook-signature").is_some(),
+            "signed by Herald as any delivery"
+        );
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! Leasing due deliveries.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::Duration,
+};
 
 use bytes::Bytes;
 use sqlx::Row;
@@ -8,7 +12,7 @@ use uuid::Uuid;
 
 use super::{string_map::StringMap, Store};
 use crate::{
-    delivery::{Destination, Job},
+    delivery::{Destination, Forwarded, Job},
     signing::Secret,
 };
 
@@ -69,6 +73,7 @@ WITH oldest AS (
     WHERE e.id IN (SELECT endpoint_id FROM leased)
 )
 SELECT l.id, l.attempts, l.manual, l.message_id, m.event_type, m.payload,
+       m.forward_headers, m.content_type,
        e.id AS endpoint_id, e.url, e.disabled, e.rate_limit, e.headers, e.secrets,
        (SELECT more_due FROM more) AS more_due
 FROM leased l
@@ -136,6 +141,18 @@ impl Store {
                 }
             };
             let payload: Option<String> = row.try_get("payload")?;
+            let forward_headers: Option<sqlx::types::Json<BTreeMap<String, String>>> =
+                row.try_get("forward_headers")?;
+            let content_type: Option<String> = row.try_get("content_type")?;
+            let forwarded = match (forward_headers, content_type) {
+                (None, None) => None,
+                (headers, content_type) => Some(Box::new(Forwarded {
+                    headers: headers
+                        .map(|h| h.0.into_iter().collect())
+                        .unwrap_or_default(),
+                    content_type: content_type.unwrap_or_else(|| "application/json".into()),
+                })),
+            };
             jobs.push(Job {
                 delivery_id: row.try_get("id")?,
                 lease_token: token,
@@ -145,6 +162,7 @@ impl Store {
                 event_type: row.try_get("event_type")?,
                 payload: payload.map(Bytes::from),
                 endpoint,
+                forwarded,
             });
         }
         Ok(Claimed { jobs, more_due })

@@ -11,6 +11,7 @@ pub mod circuit;
 pub mod claim;
 pub mod group_commit;
 pub mod idempotency;
+pub mod ingest;
 pub mod lease;
 pub mod new_message;
 pub mod outcome;

@@ -11,6 +11,8 @@
 //! - payloads whose message asked for a shorter retention (`payloadRetentionPeriod`/`Hours`),
 //!   the message kept, once none of its deliveries waits;
 //! - background task records;
+//! - sources' received requests older than the cutoff, and provider event ids past their
+//!   dedupe window;
 //! - expired dashboard and portal sessions, portal tokens expired before the cutoff, and
 //!   queue samples older than a day (the overview charts the last hour);
 //! - closed circuit-breaker rows not updated since the cutoff (instances that are gone).
@@ -36,6 +38,8 @@ pub struct Pruned {
     /// Expired sessions and portal tokens.
     pub sessions: u64,
     pub samples: u64,
+    /// Received requests and dedupe entries.
+    pub ingest: u64,
 }
 
 impl Pruned {
@@ -49,6 +53,7 @@ impl Pruned {
             + self.tasks
             + self.sessions
             + self.samples
+            + self.ingest
     }
 
     pub fn add(&mut self, other: Pruned) {
@@ -61,6 +66,7 @@ impl Pruned {
         self.tasks += other.tasks;
         self.sessions += other.sessions;
         self.samples += other.samples;
+        self.ingest += other.ingest;
     }
 }
 
@@ -186,6 +192,23 @@ pub async fn prune_batch(
             .execute(&mut *tx)
             .await?
             .rows_affected();
+    let ingest = sqlx::query(
+        "DELETE FROM herald.ingest_event WHERE id IN (
+             SELECT id FROM herald.ingest_event WHERE received_at < $1 LIMIT $2)",
+    )
+    .bind(cutoff)
+    .bind(batch)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        + sqlx::query(
+            "DELETE FROM herald.ingest_dedupe WHERE (source_id, event_key) IN (
+                 SELECT source_id, event_key FROM herald.ingest_dedupe WHERE expires_at < now() LIMIT $1)",
+        )
+        .bind(batch)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     tx.commit().await?;
     Ok(Some(Pruned {
         attempts,
@@ -197,5 +220,6 @@ pub async fn prune_batch(
         tasks,
         sessions,
         samples,
+        ingest,
     }))
 }

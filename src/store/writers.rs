@@ -1,4 +1,5 @@
-//! The API's group-commit writers ([`super::group_commit`]): message creates, and the
+//! The API's group-commit writers ([`super::group_commit`]): message creates, requests
+//! received at sources' URLs, and the
 //! idempotency log that every other POST with an `idempotency-key` writes to twice (its
 //! claim before the request runs, its answer after). Concurrent requests share statements
 //! and commits; each is answered only after its own write has committed.
@@ -8,6 +9,7 @@ use sqlx::PgPool;
 use super::{
     group_commit::GroupCommit,
     idempotency::{KeyAnswer, KeyClaim},
+    ingest::Received,
     new_message::NewMessage,
 };
 
@@ -17,6 +19,8 @@ pub struct ApiWriters {
     pub messages: GroupCommit<NewMessage>,
     pub key_claims: GroupCommit<KeyClaim>,
     pub key_answers: GroupCommit<KeyAnswer>,
+    /// Requests received at sources' URLs.
+    pub received: GroupCommit<Received>,
 }
 
 impl ApiWriters {
@@ -30,6 +34,7 @@ impl ApiWriters {
             // guarded was written or answered, and a retry starts afresh.
             key_claims: GroupCommit::start(pool, &[("synchronous_commit", "off")]),
             key_answers: GroupCommit::start(pool, &[]),
+            received: GroupCommit::start(pool, &[]),
         }
     }
 }

@@ -18,6 +18,7 @@ mod crash;
 mod database_outage;
 mod flaky_receiver;
 mod idempotent_creates;
+mod ingest_kill;
 mod multi_instance;
 mod readiness;
 mod sender_restarts;

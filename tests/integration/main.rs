@@ -12,6 +12,7 @@ mod contract;
 mod delivery;
 mod destinations;
 mod fairness;
+mod ingest;
 mod openapi;
 mod operate;
 mod outbox;

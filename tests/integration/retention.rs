@@ -191,3 +191,56 @@ async fn retention_ends_expired_sessions_and_forgets_old_portal_tokens_and_queue
     );
     t.finish().await;
 }
+
+#[actix_rt::test]
+async fn retention_forgets_old_received_requests_and_expired_event_ids() {
+    let t = spawn_app_with(&[
+        ("HERALD_RETENTION_DAYS", "1"),
+        ("HERALD_RETENTION_INTERVAL", "200ms"),
+    ])
+    .await;
+    let api = t.api();
+    let src = api
+        .expect(
+            201,
+            "POST",
+            "/ingest/api/v1/source",
+            Some(
+                serde_json::json!({"name": "Bank", "type": "generic-webhook",
+                                    "config": {"eventIdHeader": "X-Id"}}),
+            ),
+        )
+        .await;
+    let url = src["ingestUrl"].as_str().unwrap();
+    for id in ["old", "recent"] {
+        let res = reqwest::Client::new()
+            .post(url)
+            .header("x-id", id)
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let mut tx = t.pool.begin().await.unwrap();
+    for sql in [
+        "UPDATE herald.ingest_event SET received_at = now() - interval '2 days' \
+          WHERE event_key = 'old'",
+        "UPDATE herald.ingest_dedupe SET expires_at = now() - interval '1 minute' \
+          WHERE event_key = 'old'",
+    ] {
+        sqlx::query(sql).execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let timeout = Duration::from_secs(10);
+    t.wait_for_count("SELECT count(*) FROM herald.ingest_event", 1, timeout)
+        .await;
+    t.wait_for_count("SELECT count(*) FROM herald.ingest_dedupe", 1, timeout)
+        .await;
+    assert_eq!(
+        t.count("SELECT count(*) FROM herald.ingest_dedupe WHERE event_key = 'recent'")
+            .await,
+        1
+    );
+    t.finish().await;
+}

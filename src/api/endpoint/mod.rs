@@ -263,27 +263,44 @@ async fn update(
     pool: web::Data<PgPool>,
     policy: web::Data<Policy>,
     path: web::Path<EndpointPath>,
-    Json(mut input): Json<EndpointUpdate>,
+    Json(input): Json<EndpointUpdate>,
 ) -> ApiResult<HttpResponse> {
     let app_id = application::resolve(&pool, &path.app_id).await?;
-    match find(&pool, &app_id, &path.endpoint_id).await {
+    Ok(
+        match upsert(&pool, &policy, &app_id, &path.endpoint_id, input).await? {
+            Upserted::Replaced(e) => HttpResponse::Ok().json(e),
+            Upserted::Created(e) => HttpResponse::Created().json(e),
+        },
+    )
+}
+
+/// What a PUT did.
+pub enum Upserted {
+    Replaced(EndpointOut),
+    Created(EndpointOut),
+}
+
+/// Replaces the endpoint `key` names, or creates it (with a new secret) when `key` is a uid
+/// not used yet in the application.
+pub async fn upsert(
+    pool: &PgPool,
+    policy: &Policy,
+    app_id: &str,
+    key: &str,
+    mut fields: EndpointFields,
+) -> ApiResult<Upserted> {
+    match find(pool, app_id, key).await {
         Ok(existing) => {
-            input.validate(&pool, &policy).await?;
-            Ok(HttpResponse::Ok().json(save(&pool, &existing.id, &input).await?))
+            fields.validate(pool, policy).await?;
+            Ok(Upserted::Replaced(save(pool, &existing.id, &fields).await?))
         }
-        Err(ApiError::NotFound(_)) if !validate::looks_like_id(&path.endpoint_id) => {
-            validate::uid("uid", &path.endpoint_id).map_err(|e| ApiError::Validation(vec![e]))?;
-            input.uid.get_or_insert_with(|| path.endpoint_id.clone());
-            input.validate(&pool, &policy).await?;
-            let created = insert(
-                &pool,
-                &app_id,
-                &input,
-                &Secret::generate(),
-                &BTreeMap::new(),
-            )
-            .await?;
-            Ok(HttpResponse::Created().json(created))
+        Err(ApiError::NotFound(_)) if !validate::looks_like_id(key) => {
+            validate::uid("uid", key).map_err(|e| ApiError::Validation(vec![e]))?;
+            fields.uid.get_or_insert_with(|| key.to_string());
+            fields.validate(pool, policy).await?;
+            let created =
+                insert(pool, app_id, &fields, &Secret::generate(), &BTreeMap::new()).await?;
+            Ok(Upserted::Created(created))
         }
         Err(e) => Err(e),
     }

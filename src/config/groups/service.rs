@@ -179,3 +179,38 @@ impl Group for Access {
         )
     }
 }
+
+/// Inbound webhooks (sources).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Ingest {
+    /// Largest request a source accepts (413 above).
+    pub ingest_max_body_bytes: usize,
+    /// A provider's event id seen within this long is a duplicate: answered 2xx, recorded,
+    /// not forwarded again.
+    #[serde(with = "values::duration")]
+    pub ingest_dedupe_window: Duration,
+    /// How far a signed timestamp may be from now (Stripe, Slack, Svix, generic-hmac), unless
+    /// a source sets its own `toleranceSeconds`.
+    #[serde(with = "values::duration")]
+    pub ingest_tolerance: Duration,
+}
+
+impl Group for Ingest {
+    fn validate(&self) -> Result<(), ConfigError> {
+        require(
+            self.ingest_max_body_bytes >= 1024,
+            "ingest_max_body_bytes",
+            "must be at least 1024",
+        )?;
+        require(
+            !self.ingest_dedupe_window.is_zero(),
+            "ingest_dedupe_window",
+            "must be greater than 0",
+        )?;
+        require(
+            self.ingest_tolerance >= Duration::from_secs(1),
+            "ingest_tolerance",
+            "must be at least 1s",
+        )
+    }
+}

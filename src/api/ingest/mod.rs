@@ -1,0 +1,19 @@
+//! Inbound webhooks over HTTP: Svix's Ingest API at `/ingest/api/v1` (sources, their
+//! endpoints, their logs) and the route providers call, `/ingest/{token}`.
+//!
+//! * [`source`]: sources (CRUD, token rotation).
+//! * [`endpoint`]: a source's endpoints (the endpoints of its application).
+//! * [`events`]: what arrived (Herald's event list; Svix's log of refusals).
+//! * [`receive`]: receiving: verify, write, answer.
+
+pub mod endpoint;
+pub mod events;
+pub mod receive;
+pub mod source;
+
+/// The authenticated routes, under `/ingest/api/v1`.
+pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.configure(source::routes)
+        .configure(endpoint::routes)
+        .configure(events::routes);
+}

@@ -1,0 +1,450 @@
+//! `/ingest/api/v1/source`: sources, as in Svix's Ingest API. A source's answer carries its
+//! `ingestUrl` (Herald's URL under the source's secret token) and, Herald's addition, when
+//! it last received an event.
+
+use std::collections::BTreeMap;
+
+use actix_web::{delete, get, patch, post, put, web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{types::Json as Db, PgPool};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::{
+    access::token::random_secret,
+    api::{
+        error::{ApiError, ApiResult, HttpErrorOut, ValidationErrorItem},
+        extract::Json,
+        pagination::{ListResponse, Ordering, Page, PageQuery},
+        portal_access::public_base,
+    },
+    config::groups::Access,
+    ingest::source::{ConfigProblem, SourceKind, SourceType},
+};
+
+pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(list)
+        .service(create)
+        .service(get)
+        .service(upsert)
+        .service(patch_source)
+        .service(delete_source)
+        .service(rotate_token);
+}
+
+/// The source a path names.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct SourcePath {
+    /// The source's id (`src_…`) or uid.
+    #[param(min_length = 1, max_length = 256)]
+    pub source_id: String,
+}
+
+/// A new source, or all of a source's fields (PUT).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IngestSourceIn {
+    #[schema(min_length = 2, max_length = 256)]
+    pub name: String,
+    /// Your identifier, usable wherever the id is.
+    #[schema(min_length = 1, max_length = 60, pattern = r"^(?!src_)[a-zA-Z0-9_-]+$")]
+    pub uid: Option<String>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// How requests are verified.
+    #[schema(value_type = SourceType)]
+    pub r#type: String,
+    /// The type's settings (its secret, ...): `stripe`, `shopify`, `slack`: `{"secret"}`;
+    /// `svix`, `standard-webhooks`: `{"secret": "whsec_…"}`; `github`: `{"secret"}` (or
+    /// none: unauthenticated); `circle`: `{"publicKeys": {keyId: base64 DER}, "publicKeyUrl",
+    /// "apiKey"}`; `generic-hmac`: `{"secret", "header", "prefix", "algorithm", "encoding",
+    /// "timestampHeader", "eventIdHeader"|"eventIdField", ...}`; `generic-webhook`: none, or
+    /// where its event id and type are. Timestamped schemes take `toleranceSeconds`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub config: serde_json::Value,
+}
+
+/// Fields to change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IngestSourcePatch {
+    #[schema(min_length = 2, max_length = 256)]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "crate::api::nullable")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 60, pattern = r"^(?!src_)[a-zA-Z0-9_-]+$")]
+    uid: Option<Option<String>>,
+    metadata: Option<BTreeMap<String, String>>,
+}
+
+/// A source.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IngestSourceOut {
+    /// `src_…`
+    pub id: String,
+    pub uid: Option<String>,
+    pub name: String,
+    /// Where the provider sends its webhooks.
+    #[schema(format = Uri)]
+    pub ingest_url: String,
+    pub r#type: SourceType,
+    /// Its settings without their secrets.
+    #[schema(value_type = Object)]
+    pub config: serde_json::Value,
+    pub metadata: BTreeMap<String, String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Herald: when the source last accepted an event (within retention).
+    pub last_event_at: Option<DateTime<Utc>>,
+    /// Herald: the application its events are messages of (its endpoints' deliveries,
+    /// attempts and dead letters are that application's).
+    pub app_id: String,
+}
+
+/// A source as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SourceRow {
+    pub id: String,
+    pub uid: Option<String>,
+    pub name: String,
+    pub r#type: String,
+    pub config: Db<serde_json::Value>,
+    pub token: String,
+    pub app_id: String,
+    pub metadata: Db<BTreeMap<String, String>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_event_at: Option<DateTime<Utc>>,
+}
+
+impl SourceRow {
+    /// Its type and settings; a row written by hand that does not read is an error of the
+    /// server's (logged), not the caller's.
+    pub fn kind(&self) -> ApiResult<SourceKind> {
+        SourceKind::from_parts(&self.r#type, &self.config.0).map_err(|p| {
+            ApiError::Internal(anyhow::anyhow!(
+                "source {} has an unusable config: {}",
+                self.id,
+                p.msg
+            ))
+        })
+    }
+
+    pub fn out(self, base: &str) -> ApiResult<IngestSourceOut> {
+        let kind = self.kind()?;
+        Ok(IngestSourceOut {
+            ingest_url: format!("{base}/ingest/{}", self.token),
+            r#type: kind.source_type(),
+            config: kind.shown_config(),
+            id: self.id,
+            uid: self.uid,
+            name: self.name,
+            metadata: self.metadata.0,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            last_event_at: self.last_event_at,
+            app_id: self.app_id,
+        })
+    }
+}
+
+const COLUMNS: &str = "s.id, s.uid, s.name, s.type, s.config, s.token, s.app_id, s.metadata, \
+     s.created_at, s.updated_at, (SELECT e.received_at FROM herald.ingest_event e \
+     WHERE e.source_id = s.id AND e.outcome = 'accepted' ORDER BY e.id DESC LIMIT 1) AS last_event_at";
+
+/// The source `key` names (id or uid; the id wins).
+pub async fn find(pool: &PgPool, key: &str) -> ApiResult<SourceRow> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM herald.ingest_source s WHERE s.id = $1 OR s.uid = $1 \
+         ORDER BY s.id = $1 DESC LIMIT 1"
+    );
+    sqlx::query_as(&sql)
+        .bind(key)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| ApiError::not_found("source"))
+}
+
+fn invalid(p: ConfigProblem) -> ApiError {
+    ApiError::Validation(vec![ValidationErrorItem::field(&p.field, p.msg)])
+}
+
+impl IngestSourceIn {
+    fn check(&self) -> ApiResult<SourceKind> {
+        let mut problems = Vec::new();
+        if !(2..=256).contains(&self.name.trim().chars().count()) {
+            problems.push(ValidationErrorItem::field(
+                "name",
+                "must be 2 to 256 characters",
+            ));
+        }
+        if let Some(uid) = &self.uid {
+            problems.extend(check_uid(uid));
+        }
+        let kind = SourceKind::from_parts(&self.r#type, &self.config);
+        if let Err(p) = &kind {
+            problems.push(ValidationErrorItem::field(&p.field, p.msg.clone()));
+        }
+        if !problems.is_empty() {
+            return Err(ApiError::Validation(problems));
+        }
+        kind.map_err(invalid)
+    }
+}
+
+fn check_uid(uid: &str) -> Option<ValidationErrorItem> {
+    let shaped = !uid.is_empty()
+        && uid.len() <= 60
+        && !uid.starts_with("src_")
+        && uid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    (!shaped).then(|| {
+        ValidationErrorItem::field(
+            "uid",
+            "must be 1 to 60 of a-z, A-Z, 0-9, '_' and '-', not starting with src_",
+        )
+    })
+}
+
+/// Makes a source and its application, in one statement.
+async fn insert(pool: &PgPool, input: &IngestSourceIn, kind: &SourceKind) -> ApiResult<SourceRow> {
+    let row: SourceRow = sqlx::query_as(
+        "WITH sid AS (SELECT herald.new_id('src') AS id), \
+         app AS (INSERT INTO herald.application (name, metadata) \
+                 SELECT $1, jsonb_build_object('ingestSource', sid.id) FROM sid RETURNING id), \
+         s AS (INSERT INTO herald.ingest_source (id, uid, name, type, config, token, app_id, metadata) \
+               SELECT sid.id, $2, $1, $3, $4, $5, app.id, $6 FROM sid, app RETURNING *) \
+         SELECT s.id, s.uid, s.name, s.type, s.config, s.token, s.app_id, s.metadata, \
+                s.created_at, s.updated_at, NULL::timestamptz AS last_event_at FROM s",
+    )
+    .bind(input.name.trim())
+    .bind(&input.uid)
+    .bind(kind.source_type().as_str())
+    .bind(Db(kind.config()))
+    .bind(random_secret())
+    .bind(Db(&input.metadata))
+    .fetch_one(pool)
+    .await?;
+    Ok(row)
+}
+
+/// Rewrites a source's fields (and its application's name).
+async fn save(pool: &PgPool, id: &str, input: &IngestSourceIn, kind: &SourceKind) -> ApiResult<()> {
+    sqlx::query(
+        "WITH s AS (UPDATE herald.ingest_source SET name = $2, uid = $3, type = $4, config = $5, \
+                    metadata = $6, updated_at = now() WHERE id = $1 RETURNING app_id) \
+         UPDATE herald.application a SET name = $2, updated_at = now() FROM s WHERE a.id = s.app_id",
+    )
+    .bind(id)
+    .bind(input.name.trim())
+    .bind(&input.uid)
+    .bind(kind.source_type().as_str())
+    .bind(Db(kind.config()))
+    .bind(Db(&input.metadata))
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Sources, oldest first by default.
+pub async fn list_page(pool: &PgPool, q: &PageQuery) -> ApiResult<ListResponse<SourceRow>> {
+    let page = Page::new(q, Ordering::Ascending)?;
+    let mut qb = sqlx::QueryBuilder::new(format!(
+        "SELECT {COLUMNS} FROM herald.ingest_source s WHERE true"
+    ));
+    page.push_to(&mut qb, "s.id");
+    let rows = qb.build_query_as().fetch_all(pool).await?;
+    Ok(ListResponse::from_rows(rows, &page, |s: &SourceRow| {
+        s.id.clone()
+    }))
+}
+
+fn outs(rows: ListResponse<SourceRow>, base: &str) -> ApiResult<ListResponse<IngestSourceOut>> {
+    Ok(ListResponse {
+        data: rows
+            .data
+            .into_iter()
+            .map(|r| r.out(base))
+            .collect::<ApiResult<_>>()?,
+        iterator: rows.iterator,
+        prev_iterator: rows.prev_iterator,
+        done: rows.done,
+    })
+}
+
+/// List sources.
+#[utoipa::path(
+    operation_id = "v1.ingest.source.list", tag = "Ingest Source", params(PageQuery),
+    responses((status = 200, description = "A page of sources", body = ListResponse<IngestSourceOut>))
+)]
+#[get("/source")]
+async fn list(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    access: web::Data<Access>,
+    q: web::Query<PageQuery>,
+) -> ApiResult<HttpResponse> {
+    let base = public_base(&req, &access);
+    Ok(HttpResponse::Ok().json(outs(list_page(&pool, &q).await?, &base)?))
+}
+
+/// Create a source.
+#[utoipa::path(
+    operation_id = "v1.ingest.source.create", tag = "Ingest Source", request_body = IngestSourceIn,
+    responses(
+        (status = 201, description = "Created", body = IngestSourceOut),
+        (status = 409, description = "The uid is taken", body = HttpErrorOut),
+    )
+)]
+#[post("/source")]
+async fn create(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    access: web::Data<Access>,
+    Json(input): Json<IngestSourceIn>,
+) -> ApiResult<HttpResponse> {
+    let kind = input.check()?;
+    let row = insert(&pool, &input, &kind).await?;
+    tracing::info!(source_id = %row.id, r#type = %row.r#type, "source created");
+    Ok(HttpResponse::Created().json(row.out(&public_base(&req, &access))?))
+}
+
+/// Get a source.
+#[utoipa::path(
+    operation_id = "v1.ingest.source.get", tag = "Ingest Source", params(SourcePath),
+    responses((status = 200, description = "The source", body = IngestSourceOut))
+)]
+#[get("/source/{source_id}")]
+async fn get(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    access: web::Data<Access>,
+    path: web::Path<SourcePath>,
+) -> ApiResult<HttpResponse> {
+    let row = find(&pool, &path.source_id).await?;
+    Ok(HttpResponse::Ok().json(row.out(&public_base(&req, &access))?))
+}
+
+/// Replace a source, or create it (201) when `{source_id}` is a uid not used yet.
+#[utoipa::path(
+    operation_id = "v1.ingest.source.upsert", tag = "Ingest Source",
+    params(SourcePath), request_body = IngestSourceIn,
+    responses(
+        (status = 200, description = "Replaced", body = IngestSourceOut),
+        (status = 201, description = "Created with this uid", body = IngestSourceOut),
+        (status = 409, description = "The new uid is taken", body = HttpErrorOut),
+    )
+)]
+#[put("/source/{source_id}")]
+async fn upsert(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    access: web::Data<Access>,
+    path: web::Path<SourcePath>,
+    Json(mut input): Json<IngestSourceIn>,
+) -> ApiResult<HttpResponse> {
+    let base = public_base(&req, &access);
+    match find(&pool, &path.source_id).await {
+        Ok(existing) => {
+            let kind = input.check()?;
+            save(&pool, &existing.id, &input, &kind).await?;
+            Ok(HttpResponse::Ok().json(find(&pool, &existing.id).await?.out(&base)?))
+        }
+        Err(ApiError::NotFound(_)) if !path.source_id.starts_with("src_") => {
+            if let Some(problem) = check_uid(&path.source_id) {
+                return Err(ApiError::Validation(vec![problem]));
+            }
+            input.uid.get_or_insert_with(|| path.source_id.clone());
+            let kind = input.check()?;
+            let row = insert(&pool, &input, &kind).await?;
+            Ok(HttpResponse::Created().json(row.out(&base)?))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Change a source's name, uid or metadata.
+#[utoipa::path(
+    operation_id = "v1.ingest.source.patch", tag = "Ingest Source",
+    params(SourcePath), request_body = IngestSourcePatch,
+    responses(
+        (status = 200, description = "Changed", body = IngestSourceOut),
+        (status = 409, description = "The new uid is taken", body = HttpErrorOut),
+    )
+)]
+#[patch("/source/{source_id}")]
+async fn patch_source(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    access: web::Data<Access>,
+    path: web::Path<SourcePath>,
+    Json(p): Json<IngestSourcePatch>,
+) -> ApiResult<HttpResponse> {
+    let existing = find(&pool, &path.source_id).await?;
+    let merged = IngestSourceIn {
+        name: p.name.unwrap_or(existing.name.clone()),
+        uid: p.uid.unwrap_or(existing.uid.clone()),
+        metadata: p.metadata.unwrap_or(existing.metadata.0.clone()),
+        r#type: existing.r#type.clone(),
+        config: existing.config.0.clone(),
+    };
+    let kind = merged.check()?;
+    save(&pool, &existing.id, &merged, &kind).await?;
+    let base = public_base(&req, &access);
+    Ok(HttpResponse::Ok().json(find(&pool, &existing.id).await?.out(&base)?))
+}
+
+/// Delete a source with its endpoints, events, messages and attempts.
+#[utoipa::path(
+    operation_id = "v1.ingest.source.delete", tag = "Ingest Source", params(SourcePath),
+    responses((status = 204, description = "Deleted"))
+)]
+#[delete("/source/{source_id}")]
+async fn delete_source(
+    pool: web::Data<PgPool>,
+    path: web::Path<SourcePath>,
+) -> ApiResult<HttpResponse> {
+    let source = find(&pool, &path.source_id).await?;
+    // Deleting its application deletes the source and everything of both.
+    sqlx::query("DELETE FROM herald.application WHERE id = $1")
+        .bind(&source.app_id)
+        .execute(pool.get_ref())
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The source's new URL.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RotateTokenOut {
+    #[schema(format = Uri)]
+    pub ingest_url: String,
+}
+
+/// Give a source a new URL: the old one answers 404 from now on.
+#[utoipa::path(
+    operation_id = "v1.ingest.source.rotate-token", tag = "Ingest Source", params(SourcePath),
+    responses((status = 200, description = "The new URL", body = RotateTokenOut))
+)]
+#[post("/source/{source_id}/token/rotate")]
+async fn rotate_token(
+    req: HttpRequest,
+    pool: web::Data<PgPool>,
+    access: web::Data<Access>,
+    path: web::Path<SourcePath>,
+) -> ApiResult<HttpResponse> {
+    let source = find(&pool, &path.source_id).await?;
+    let token = random_secret();
+    sqlx::query("UPDATE herald.ingest_source SET token = $2, updated_at = now() WHERE id = $1")
+        .bind(&source.id)
+        .bind(&token)
+        .execute(pool.get_ref())
+        .await?;
+    tracing::info!(source_id = %source.id, "source URL rotated");
+    Ok(HttpResponse::Ok().json(RotateTokenOut {
+        ingest_url: format!("{}/ingest/{token}", public_base(&req, &access)),
+    }))
+}
