@@ -94,6 +94,7 @@ impl Application {
             access: settings.access.clone(),
             ingest: settings.ingest.clone(),
             circle_keys: web::Data::new(Default::default()),
+            sources: web::Data::new(Default::default()),
             max_body_bytes: settings.api.max_payload_bytes,
             destinations: crate::destination::Policy::from_settings(&settings),
             readiness: Readiness {

@@ -57,6 +57,8 @@ pub struct ApiConfig {
     pub ingest: crate::config::groups::Ingest,
     /// Circle's fetched keys: one cache for every worker.
     pub circle_keys: web::Data<crate::ingest::verify::circle::KeyCache>,
+    /// Sources by token, remembered for a second: one cache for every worker.
+    pub sources: web::Data<ingest::source_cache::SourceCache>,
     pub max_body_bytes: usize,
     pub destinations: crate::destination::Policy,
     pub readiness: health::Readiness,
@@ -133,6 +135,7 @@ pub fn app_data(cfg: &mut web::ServiceConfig, api: &ApiConfig) {
         .app_data(web::Data::new(api.access.clone()))
         .app_data(web::Data::new(api.ingest.clone()))
         .app_data(api.circle_keys.clone())
+        .app_data(api.sources.clone())
         .app_data(web::Data::new(extract::BodyLimit(api.max_body_bytes)))
         .app_data(web::Data::new(api.destinations.clone()))
         .app_data(web::Data::new(api.messages))

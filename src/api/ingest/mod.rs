@@ -5,11 +5,13 @@
 //! * [`endpoint`]: a source's endpoints (the endpoints of its application).
 //! * [`events`]: what arrived (Herald's event list; Svix's log of refusals).
 //! * [`receive`]: receiving: verify, write, answer.
+//! * [`source_cache`]: sources by token, remembered for a second.
 
 pub mod endpoint;
 pub mod events;
 pub mod receive;
 pub mod source;
+pub mod source_cache;
 
 /// The authenticated routes, under `/ingest/api/v1`.
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {

@@ -10,6 +10,8 @@ use bytes::BytesMut;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+
+use super::source_cache::{KnownSource, SourceCache};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{
@@ -48,24 +50,6 @@ pub struct IngestReceivedOut {
     pub message_id: Option<String>,
     /// Its event id was seen within the dedupe window: not forwarded again.
     pub duplicate: bool,
-}
-
-/// The source a token names: its id, type and settings.
-async fn source_of(pool: &PgPool, token: &str) -> ApiResult<(String, SourceKind)> {
-    let row: Option<(String, String, sqlx::types::Json<serde_json::Value>)> =
-        sqlx::query_as("SELECT id, type, config FROM herald.ingest_source WHERE token = $1")
-            .bind(token)
-            .fetch_optional(pool)
-            .await?;
-    let (id, kind, config) =
-        row.ok_or_else(|| ApiError::NotFound("no source has this URL".into()))?;
-    let kind = SourceKind::from_parts(&kind, &config.0).map_err(|p| {
-        ApiError::Internal(anyhow::anyhow!(
-            "source {id} has an unusable config: {}",
-            p.msg
-        ))
-    })?;
-    Ok((id, kind))
 }
 
 /// The body, at most `limit` bytes (413 beyond).
@@ -118,11 +102,15 @@ async fn receive(
     writers: web::Data<ApiWriters>,
     settings: web::Data<Ingest>,
     keys: web::Data<KeyCache>,
+    sources: web::Data<SourceCache>,
     metrics: web::Data<SharedMetrics>,
     path: web::Path<TokenPath>,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    let (source_id, kind) = source_of(&pool, &path.token).await?;
+    let KnownSource {
+        id: source_id,
+        kind,
+    } = sources.source(&pool, &path.token).await?;
     let body = read_limited(payload, settings.ingest_max_body_bytes).await?;
     let headers = req
         .headers()

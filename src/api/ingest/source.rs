@@ -22,6 +22,8 @@ use crate::{
     ingest::source::{ConfigProblem, SourceKind, SourceType},
 };
 
+use super::source_cache::SourceCache;
+
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(list)
         .service(create)
@@ -342,6 +344,7 @@ async fn get(
 async fn upsert(
     req: HttpRequest,
     pool: web::Data<PgPool>,
+    cache: web::Data<SourceCache>,
     access: web::Data<Access>,
     path: web::Path<SourcePath>,
     Json(mut input): Json<IngestSourceIn>,
@@ -351,6 +354,7 @@ async fn upsert(
         Ok(existing) => {
             let kind = input.check()?;
             save(&pool, &existing.id, &input, &kind).await?;
+            cache.forget(&existing.id);
             Ok(HttpResponse::Ok().json(find(&pool, &existing.id).await?.out(&base)?))
         }
         Err(ApiError::NotFound(_)) if !path.source_id.starts_with("src_") => {
@@ -379,6 +383,7 @@ async fn upsert(
 async fn patch_source(
     req: HttpRequest,
     pool: web::Data<PgPool>,
+    cache: web::Data<SourceCache>,
     access: web::Data<Access>,
     path: web::Path<SourcePath>,
     Json(p): Json<IngestSourcePatch>,
@@ -393,6 +398,7 @@ async fn patch_source(
     };
     let kind = merged.check()?;
     save(&pool, &existing.id, &merged, &kind).await?;
+    cache.forget(&existing.id);
     let base = public_base(&req, &access);
     Ok(HttpResponse::Ok().json(find(&pool, &existing.id).await?.out(&base)?))
 }
@@ -405,6 +411,7 @@ async fn patch_source(
 #[delete("/source/{source_id}")]
 async fn delete_source(
     pool: web::Data<PgPool>,
+    cache: web::Data<SourceCache>,
     path: web::Path<SourcePath>,
 ) -> ApiResult<HttpResponse> {
     let source = find(&pool, &path.source_id).await?;
@@ -413,6 +420,7 @@ async fn delete_source(
         .bind(&source.app_id)
         .execute(pool.get_ref())
         .await?;
+    cache.forget(&source.id);
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -433,6 +441,7 @@ pub struct RotateTokenOut {
 async fn rotate_token(
     req: HttpRequest,
     pool: web::Data<PgPool>,
+    cache: web::Data<SourceCache>,
     access: web::Data<Access>,
     path: web::Path<SourcePath>,
 ) -> ApiResult<HttpResponse> {
@@ -443,6 +452,7 @@ async fn rotate_token(
         .bind(&token)
         .execute(pool.get_ref())
         .await?;
+    cache.forget(&source.id);
     tracing::info!(source_id = %source.id, "source URL rotated");
     Ok(HttpResponse::Ok().json(RotateTokenOut {
         ingest_url: format!("{}/ingest/{token}", public_base(&req, &access)),

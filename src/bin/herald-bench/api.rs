@@ -49,28 +49,45 @@ fn body(seq: u64, t: i64, opts: &ApiOptions, event_type: &str) -> String {
     )
 }
 
-/// Sends message `seq`; `Ok(true)` when it was accepted (202).
-async fn send(
-    conn: &mut Conn,
-    seq: u64,
-    t: i64,
-    opts: &ApiOptions,
-    event_type: &str,
-) -> anyhow::Result<bool> {
-    let auth = format!("Bearer {TOKEN}");
-    let key = format!("bench-{seq}-{}", std::process::id());
-    let mut headers = vec![("authorization", auth.as_str())];
-    if opts.idempotency_keys {
-        headers.push(("idempotency-key", key.as_str()));
-    }
-    let response = conn
-        .post(
-            "/api/v1/app/bench/msg",
-            &headers,
-            body(seq, t, opts, event_type).as_bytes(),
-        )
-        .await?;
-    if response.status != 202 {
+/// A request of a load run: its path, headers and body, and the status that accepts it.
+pub struct Request {
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub accepted: u16,
+}
+
+/// Builds request `seq`, stamped with `t` (unix micros).
+pub type Maker = Rc<dyn Fn(u64, i64) -> Request>;
+
+/// Message creates through `POST /api/v1/app/bench/msg`.
+fn messages(opts: ApiOptions, event_type: &'static str) -> Maker {
+    Rc::new(move |seq, t| {
+        let mut headers = vec![("authorization".to_string(), format!("Bearer {TOKEN}"))];
+        if opts.idempotency_keys {
+            headers.push((
+                "idempotency-key".into(),
+                format!("bench-{seq}-{}", std::process::id()),
+            ));
+        }
+        Request {
+            path: "/api/v1/app/bench/msg".into(),
+            headers,
+            body: body(seq, t, &opts, event_type),
+            accepted: 202,
+        }
+    })
+}
+
+/// Sends one request; `Ok(true)` when it was accepted.
+async fn send(conn: &mut Conn, r: Request) -> anyhow::Result<bool> {
+    let headers: Vec<(&str, &str)> = r
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let response = conn.post(&r.path, &headers, r.body.as_bytes()).await?;
+    if response.status != r.accepted {
         // The first few refusals are worth seeing; a flood of them is not.
         static SHOWN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         if SHOWN.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 5 {
@@ -81,7 +98,7 @@ async fn send(
             );
         }
     }
-    Ok(response.status == 202)
+    Ok(response.status == r.accepted)
 }
 
 /// Herald for an API scenario, behind the counting proxy if asked.
@@ -112,16 +129,29 @@ pub async fn ingest(
     let addr = herald.api.expect("the API runs");
 
     // Warm-up: connections, prepared statements, the server's first requests.
-    drive(addr, opts, 2000, 1_000_000_000, EVENT, None).await?;
-    let before = Usage::read(bench, &herald, proxy.as_ref()).await?;
-    let started = Instant::now();
-    let run = drive(addr, opts, messages, 0, EVENT, None).await?;
-    let elapsed = started.elapsed().as_secs_f64();
-    let usage = Usage::read(bench, &herald, proxy.as_ref())
-        .await?
-        .since(&before, run.accepted);
-    let rss = herald.peak_rss_mib();
-    herald.stop()?;
+    drive(
+        addr,
+        opts.clients,
+        2000,
+        1_000_000_000,
+        self::messages(opts, EVENT),
+        None,
+    )
+    .await?;
+    let load = drive(
+        addr,
+        opts.clients,
+        messages,
+        0,
+        self::messages(opts, EVENT),
+        None,
+    );
+    let Measured {
+        run,
+        elapsed,
+        usage,
+        rss,
+    } = measure(bench, herald, proxy.as_ref(), load).await?;
     let stored = bench
         .count("SELECT count(*) FROM herald.message WHERE (payload::json->>'seq')::bigint < 1000000000")
         .await?;
@@ -132,15 +162,12 @@ pub async fn ingest(
         "messages": messages,
         "idempotency_keys": opts.idempotency_keys,
         "event_ids": opts.event_ids,
-        "accepted": run.accepted,
-        "refused": run.refused,
         "api_accepted_per_sec": round(run.accepted as f64 / elapsed),
-        "request_p50_ms": percentile(&run.latencies_ms, 50.0).map(round),
-        "request_p99_ms": percentile(&run.latencies_ms, 99.0).map(round),
         "accepted_but_not_stored": run.accepted as i64 - stored,
         "delivery_rows": deliveries,
         "herald_peak_rss_mib": rss.map(round),
     });
+    run.add_to(&mut report);
     usage.add_to(&mut report);
     Ok(report)
 }
@@ -169,10 +196,10 @@ pub async fn latency(
 
     let warm_up = drive(
         addr,
-        opts,
+        opts.clients,
         rate as usize,
         1_000_000_000,
-        "warm.up",
+        self::messages(opts, "warm.up"),
         Some(rate),
     )
     .await?;
@@ -181,7 +208,15 @@ pub async fn latency(
         .await;
     let before = Usage::read(bench, &herald, proxy.as_ref()).await?;
     let n = rate as usize * seconds as usize;
-    let run = drive(addr, opts, n, 0, EVENT, Some(rate)).await?;
+    let run = drive(
+        addr,
+        opts.clients,
+        n,
+        0,
+        self::messages(opts, EVENT),
+        Some(rate),
+    )
+    .await?;
     let all_arrived = receiver
         .wait_for("measured", run.accepted, Duration::from_secs(60))
         .await;
@@ -202,27 +237,50 @@ pub async fn latency(
         "offered_per_sec": rate,
         "seconds": seconds,
         "clients": opts.clients,
-        "sent_per_sec": round(run.sent_per_sec),
-        "accepted": run.accepted,
-        "refused": run.refused,
-        "send_lag_p99_ms": percentile(&run.lag_ms, 99.0).map(round),
-        "latency_p50_ms": measured.percentile_ms(50.0).map(round),
-        "latency_p90_ms": measured.percentile_ms(90.0).map(round),
-        "latency_p99_ms": measured.percentile_ms(99.0).map(round),
-        "latency_max_ms": measured.percentile_ms(100.0).map(round),
-        "request_p50_ms": percentile(&run.latencies_ms, 50.0).map(round),
-        "request_p99_ms": percentile(&run.latencies_ms, 99.0).map(round),
         "herald_peak_rss_mib": rss.map(round),
-        "duplicates": measured.duplicates(),
-        "lost": run.accepted.saturating_sub(measured.received()),
         "bad_signatures": t.bad_signatures,
     });
+    run.add_to(&mut report);
+    measured.add_to(&mut report, "latency", run.accepted);
     usage.add_to(&mut report);
     Ok(report)
 }
 
+/// A closed-loop run's load, with what it cost.
+pub struct Measured {
+    pub run: Run,
+    pub elapsed: f64,
+    pub usage: Usage,
+    pub rss: Option<f64>,
+}
+
+/// Runs `load` against a warmed-up `herald`, then stops it: the run, its wall time, the CPU
+/// and database work it cost, and Herald's peak RSS.
+pub async fn measure(
+    bench: &Bench,
+    herald: Herald,
+    proxy: Option<&Proxy>,
+    load: impl std::future::Future<Output = anyhow::Result<Run>>,
+) -> anyhow::Result<Measured> {
+    let before = Usage::read(bench, &herald, proxy).await?;
+    let started = Instant::now();
+    let run = load.await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let usage = Usage::read(bench, &herald, proxy)
+        .await?
+        .since(&before, run.accepted);
+    let rss = herald.peak_rss_mib();
+    herald.stop()?;
+    Ok(Measured {
+        run,
+        elapsed,
+        usage,
+        rss,
+    })
+}
+
 /// Where the CPU went during a run, and what Herald asked of the database.
-struct Usage {
+pub struct Usage {
     herald_s: Option<f64>,
     postgres_s: f64,
     client_s: Option<f64>,
@@ -234,7 +292,11 @@ struct Usage {
 }
 
 impl Usage {
-    async fn read(bench: &Bench, herald: &Herald, proxy: Option<&Proxy>) -> anyhow::Result<Usage> {
+    pub async fn read(
+        bench: &Bench,
+        herald: &Herald,
+        proxy: Option<&Proxy>,
+    ) -> anyhow::Result<Usage> {
         Ok(Usage {
             herald_s: herald.cpu_seconds(),
             postgres_s: bench.herald_backends_cpu().await?,
@@ -246,7 +308,7 @@ impl Usage {
         })
     }
 
-    fn since(self, before: &Usage, messages: usize) -> Usage {
+    pub fn since(self, before: &Usage, messages: usize) -> Usage {
         let minus = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a - b);
         Usage {
             herald_s: minus(self.herald_s, before.herald_s),
@@ -259,7 +321,7 @@ impl Usage {
         }
     }
 
-    fn add_to(&self, report: &mut serde_json::Value) {
+    pub fn add_to(&self, report: &mut serde_json::Value) {
         let per_msg_us = |s: f64| round(s / self.messages.max(1) as f64 * 1e6);
         report["cpu_us_per_message"] = serde_json::json!({
             "herald": self.herald_s.map(per_msg_us),
@@ -275,26 +337,41 @@ impl Usage {
 
 /// What a load run sent and got back.
 #[derive(Default)]
-struct Run {
-    accepted: usize,
-    refused: usize,
+pub struct Run {
+    pub accepted: usize,
+    pub refused: usize,
     /// Request times, from the scheduled send time (open loop) or the send (closed loop).
-    latencies_ms: Vec<f64>,
+    pub latencies_ms: Vec<f64>,
     /// Open loop: how late each send started against its schedule (the generator's lag).
-    lag_ms: Vec<f64>,
-    sent_per_sec: f64,
+    pub lag_ms: Vec<f64>,
+    pub sent_per_sec: f64,
 }
 
-/// `opts.clients` connections share `n` sends of `event_type`, numbered from `first_seq`:
-/// as fast as answers come (closed loop, `rate` None) or at `rate` per second (open loop:
-/// message i is due at start + i / rate and stamped with that time, so a slow answer that
+impl Run {
+    /// The load side's figures: answers, request times and, open loop, the send rate and
+    /// the generator's lag.
+    pub fn add_to(&self, report: &mut serde_json::Value) {
+        report["accepted"] = self.accepted.into();
+        report["refused"] = self.refused.into();
+        report["request_p50_ms"] = percentile(&self.latencies_ms, 50.0).map(round).into();
+        report["request_p99_ms"] = percentile(&self.latencies_ms, 99.0).map(round).into();
+        if !self.lag_ms.is_empty() {
+            report["sent_per_sec"] = round(self.sent_per_sec).into();
+            report["send_lag_p99_ms"] = percentile(&self.lag_ms, 99.0).map(round).into();
+        }
+    }
+}
+
+/// `clients` connections share `n` requests made by `make`, numbered from `first_seq`: as
+/// fast as answers come (closed loop, `rate` None) or at `rate` per second (open loop:
+/// request i is due at start + i / rate and stamped with that time, so a slow answer that
 /// delays later sends shows in their latency too).
-async fn drive(
+pub async fn drive(
     addr: std::net::SocketAddr,
-    opts: ApiOptions,
+    clients: usize,
     n: usize,
     first_seq: u64,
-    event_type: &'static str,
+    make: Maker,
     rate: Option<u32>,
 ) -> anyhow::Result<Run> {
     let next = Rc::new(Cell::new(0usize));
@@ -303,8 +380,8 @@ async fn drive(
     let start = Instant::now() + Duration::from_millis(10);
     let start_us = chrono::Utc::now().timestamp_micros() + 10_000;
     let mut tasks = Vec::new();
-    for _ in 0..opts.clients {
-        let (next, result) = (next.clone(), result.clone());
+    for _ in 0..clients {
+        let (next, result, make) = (next.clone(), result.clone(), make.clone());
         let mut conn = Conn::connect(addr).await?;
         tasks.push(actix_rt::spawn(async move {
             loop {
@@ -323,7 +400,7 @@ async fn drive(
                     None => (Instant::now(), chrono::Utc::now().timestamp_micros()),
                 };
                 let lag = Instant::now().saturating_duration_since(due);
-                let ok = send(&mut conn, first_seq + i as u64, t, &opts, event_type).await?;
+                let ok = send(&mut conn, make(first_seq + i as u64, t)).await?;
                 let mut r = result.borrow_mut();
                 r.latencies_ms
                     .push(Instant::now().saturating_duration_since(due).as_secs_f64() * 1000.0);

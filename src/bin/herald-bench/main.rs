@@ -13,6 +13,7 @@ mod claim;
 mod client;
 mod delivery;
 mod endpoints;
+mod inbound;
 mod pages;
 mod pgcount;
 mod receiver;
@@ -140,6 +141,23 @@ enum Scenario {
         #[arg(long, default_value_t = 100)]
         hosts: usize,
     },
+    /// Stripe-signed requests one source accepts (verified and written) per second from
+    /// concurrent clients (Herald runs the API only).
+    IngestReceive {
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+    },
+    /// Receipt-to-forward latency of a source's events at a steady offered rate.
+    IngestLatency {
+        #[arg(long, default_value_t = 1000)]
+        rate: u32,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+    },
     /// How long the dashboard's pages take on a busy hour (the overview's charts read the
     /// attempt log; the dead-letter pages count and list).
     Pages {
@@ -203,6 +221,14 @@ async fn run_one(cli: &Cli, scenario: &Scenario) -> anyhow::Result<serde_json::V
             messages,
             hosts,
         } => endpoints::endpoints(cli, &bench, endpoints, messages, hosts).await,
+        Scenario::IngestReceive { events, clients } => {
+            inbound::receive(cli, &bench, events, clients).await
+        }
+        Scenario::IngestLatency {
+            rate,
+            seconds,
+            clients,
+        } => inbound::latency(cli, &bench, rate, seconds, clients).await,
         Scenario::Pages {
             attempts,
             endpoints,

@@ -14,6 +14,8 @@ use std::{
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use herald::signing::Secret;
 
+use crate::setup::round;
+
 #[derive(Default)]
 pub struct Tally {
     /// Arrivals per webhook-id.
@@ -46,6 +48,18 @@ impl Tally {
         v.sort_unstable();
         let i = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
         Some(v[i] as f64 / 1000.0)
+    }
+}
+
+impl Tally {
+    /// Arrival latencies under `name` (`{name}_p50_ms`, p90, p99, max), duplicates, and how
+    /// many of `accepted` never arrived.
+    pub fn add_to(&self, report: &mut serde_json::Value, name: &str, accepted: usize) {
+        for (label, p) in [("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("max", 100.0)] {
+            report[format!("{name}_{label}_ms")] = self.percentile_ms(p).map(round).into();
+        }
+        report["duplicates"] = self.duplicates().into();
+        report["lost"] = accepted.saturating_sub(self.received()).into();
     }
 }
 
