@@ -57,6 +57,30 @@ pub fn delivery_badge(status: i16) -> Badge {
     }
 }
 
+/// What Herald did with an inbound request: accepted (and whether a signature was
+/// checked), a duplicate, or refused.
+pub fn ingest_badge(outcome: crate::api::ingest::events::IngestOutcome, verified: bool) -> Badge {
+    use crate::api::ingest::events::IngestOutcome;
+    match (outcome, verified) {
+        (IngestOutcome::Accepted, true) => Badge {
+            label: "verified",
+            class: "ok",
+        },
+        (IngestOutcome::Accepted, false) => Badge {
+            label: "accepted, unsigned",
+            class: "wait",
+        },
+        (IngestOutcome::Duplicate, _) => Badge {
+            label: "duplicate",
+            class: "wait",
+        },
+        (IngestOutcome::Rejected, _) => Badge {
+            label: "refused",
+            class: "bad",
+        },
+    }
+}
+
 /// An attempt's outcome: its HTTP status, or why there was none.
 pub fn attempt_badge(succeeded: bool, status_code: Option<i16>) -> (String, &'static str) {
     let class = if succeeded { "ok" } else { "bad" };
@@ -219,5 +243,12 @@ mod tests {
         assert_eq!(percent(0, 0), "–");
         assert_eq!(delivery_badge(2).label, "dead");
         assert_eq!(attempt_badge(false, None), ("no answer".to_string(), "bad"));
+        use crate::api::ingest::events::IngestOutcome;
+        assert_eq!(ingest_badge(IngestOutcome::Accepted, true).class, "ok");
+        assert_eq!(
+            ingest_badge(IngestOutcome::Accepted, false).label,
+            "accepted, unsigned"
+        );
+        assert_eq!(ingest_badge(IngestOutcome::Rejected, true).label, "refused");
     }
 }

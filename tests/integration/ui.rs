@@ -82,6 +82,15 @@ async fn pages_allow_no_inline_script_and_sessions_are_strict_cookies() {
         )
         .await;
     let msg = t.api().post_messages("acme", 1).await.remove(0);
+    let src = t
+        .api()
+        .expect(
+            201,
+            "POST",
+            "/ingest/api/v1/source",
+            Some(json!({"name": "stripe", "type": "stripe", "config": {"secret": "whsec_x"}})),
+        )
+        .await;
     let (status, headers) = sign_in(&t, TOKEN).await;
     assert_eq!(status, 303);
     let set = cookie(&headers);
@@ -107,6 +116,8 @@ async fn pages_allow_no_inline_script_and_sessions_are_strict_cookies() {
         "/ui/dead-letters".into(),
         "/ui/dead-letters/replay".into(),
         "/ui/event-types".into(),
+        "/ui/sources".into(),
+        format!("/ui/sources/{}", src["id"].as_str().unwrap()),
         "/ui/tokens".into(),
         "/ui/login".into(),
     ] {
@@ -124,6 +135,7 @@ async fn pages_allow_no_inline_script_and_sessions_are_strict_cookies() {
         assert_eq!(headers["x-frame-options"], "DENY");
         assert!(!html.contains("style="), "{path} has an inline style");
         assert!(!html.contains("<script>"), "{path} has an inline script");
+        assert!(!html.contains("whsec_x"), "{path} shows a source's secret");
         assert!(
             !html.contains("onclick") && !html.contains("onsubmit"),
             "{path}"

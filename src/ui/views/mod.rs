@@ -13,6 +13,7 @@ mod event_types;
 mod login;
 mod messages;
 mod overview;
+mod sources;
 mod tokens;
 
 use actix_web::{web, HttpResponse};
@@ -39,6 +40,8 @@ pub fn dashboard(cfg: &mut web::ServiceConfig) {
             "/event-types/{name}/restore",
             web::post().to(event_types::restore),
         )
+        .route("/sources", web::get().to(sources::list))
+        .route("/sources/{source_id}", web::get().to(sources::show))
         .route("/tokens", web::get().to(tokens::list))
         .route("/tokens", web::post().to(tokens::create))
         .route("/tokens/{token_id}/revoke", web::post().to(tokens::revoke))

@@ -7,7 +7,10 @@ use std::time::Duration;
 use serde_json::json;
 use wiremock::{matchers::method, Mock, MockServer, ResponseTemplate};
 
-use crate::support::{spawn_app, wait_for_requests, TOKEN};
+use crate::{
+    ingest::harness::{post, source},
+    support::{spawn_app, wait_for_requests, TOKEN},
+};
 use driver::Browser;
 
 /// The receiver answers every delivery with `status`, from now on.
@@ -151,6 +154,43 @@ async fn an_operator_signs_in_sets_up_an_endpoint_follows_a_delivery_and_replays
     api.with_token(&token)
         .expect(200, "GET", "/api/v1/app", None)
         .await;
+
+    // An inbound source: its requests and what became of each.
+    let src = source(
+        &api,
+        "generic-webhook",
+        json!({"eventIdHeader": "X-Request-Id", "eventTypeField": "event"}),
+        &receiver.uri(),
+    )
+    .await;
+    let id = [("X-Request-Id".to_string(), "bank-1".to_string())];
+    let body = r#"{"event":"bank.transfer.received"}"#;
+    for duplicate in [false, true] {
+        let (status, answer) = post(&src.url, &id, body).await;
+        assert_eq!((status, &answer["duplicate"]), (200, &json!(duplicate)));
+    }
+    b.goto(&format!("{base}/ui/sources"), "sources").await;
+    let row = b.text("table#sources tr.source").await;
+    assert!(
+        row.contains("generic-webhook source") && row.contains(&src.url),
+        "{row}"
+    );
+    b.click("tr.source a", "source").await;
+    b.wait_for("tr.ingest-event", false).await;
+    let events = b.text("table#source-events").await;
+    assert!(
+        events.contains("accepted, unsigned") && events.contains("duplicate"),
+        "{events}"
+    );
+    assert!(events.contains("bank.transfer.received") && events.contains("bank-1"));
+    b.click("nav.tabs a[href$='outcome=duplicate']", "source-duplicates")
+        .await;
+    let shown = b
+        .client
+        .find_all(fantoccini::Locator::Css("tr.ingest-event"))
+        .await
+        .unwrap();
+    assert_eq!(shown.len(), 1, "only the duplicate");
     b.client.clone().close().await.ok();
     t.finish().await;
 }

@@ -3,7 +3,7 @@
 //! stale timestamp (where the scheme signs one), and a missing header. Signatures are made
 //! by the providers' own libraries (`harness`).
 
-mod harness;
+pub mod harness;
 mod more;
 
 use serde_json::{json, Value};
