@@ -14,7 +14,13 @@ use super::{
     paths::EndpointPath,
     validate,
 };
-use crate::{signing::Secret, store::string_map::StringMap};
+use crate::{
+    signing::Secret,
+    store::{
+        signing_secret::{self, SecretOwner},
+        string_map::StringMap,
+    },
+};
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(get_secret)
@@ -54,13 +60,14 @@ async fn get_secret(
 
 /// An endpoint's current signing secret.
 pub async fn current(pool: &PgPool, endpoint_id: &str) -> ApiResult<Secret> {
-    let key: Vec<u8> = sqlx::query_scalar(
-        "SELECT key FROM herald.endpoint_secret WHERE endpoint_id = $1 AND expires_at IS NULL",
-    )
-    .bind(endpoint_id)
-    .fetch_optional(pool)
-    .await?
-    .ok_or_else(|| ApiError::not_found("endpoint secret"))?;
+    current_of(pool, SecretOwner::Endpoint(endpoint_id)).await
+}
+
+/// The current signing secret of an endpoint or an application.
+pub async fn current_of(pool: &PgPool, owner: SecretOwner<'_>) -> ApiResult<Secret> {
+    let key = signing_secret::current(pool, owner)
+        .await?
+        .ok_or_else(|| ApiError::not_found("signing secret"))?;
     Secret::from_bytes(key).map_err(|e| ApiError::Internal(e.into()))
 }
 
@@ -104,6 +111,15 @@ pub async fn rotate_as_asked(
     endpoint_id: &str,
     input: &RotateIn,
 ) -> ApiResult<Secret> {
+    rotate_of_as_asked(pool, SecretOwner::Endpoint(endpoint_id), input).await
+}
+
+/// The same for an endpoint or an application.
+pub async fn rotate_of_as_asked(
+    pool: &PgPool,
+    owner: SecretOwner<'_>,
+    input: &RotateIn,
+) -> ApiResult<Secret> {
     let secret = match &input.key {
         Some(k) => validate::secret("key", k).map_err(|e| ApiError::Validation(vec![e]))?,
         None => Secret::generate(),
@@ -115,7 +131,9 @@ pub async fn rotate_as_asked(
             format!("must be between 0 and {MAX_GRACE_SECONDS}"),
         ));
     }
-    rotate(pool, endpoint_id, &secret, grace).await?;
+    if !signing_secret::rotate(pool, owner, secret.as_bytes(), grace).await? {
+        return Err(ApiError::not_found("signing secret"));
+    }
     Ok(secret)
 }
 
@@ -127,34 +145,13 @@ pub async fn rotate(
     secret: &Secret,
     grace_seconds: i64,
 ) -> ApiResult<()> {
-    let mut tx = pool.begin().await?;
-    // Serialize rotations of one endpoint: the unique index allows one current secret.
-    sqlx::query("SELECT 1 FROM herald.endpoint WHERE id = $1 FOR UPDATE")
-        .bind(endpoint_id)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "UPDATE herald.endpoint_secret SET expires_at = now() + make_interval(secs => $2) \
-         WHERE endpoint_id = $1 AND expires_at IS NULL",
+    signing_secret::rotate(
+        pool,
+        SecretOwner::Endpoint(endpoint_id),
+        secret.as_bytes(),
+        grace_seconds,
     )
-    .bind(endpoint_id)
-    .bind(grace_seconds as f64)
-    .execute(&mut *tx)
     .await?;
-    sqlx::query("INSERT INTO herald.endpoint_secret (endpoint_id, key) VALUES ($1, $2)")
-        .bind(endpoint_id)
-        .bind(secret.as_bytes())
-        .execute(&mut *tx)
-        .await?;
-    // Secrets past their grace period sign nothing; keep a week of history, then forget them.
-    sqlx::query(
-        "DELETE FROM herald.endpoint_secret WHERE endpoint_id = $1 \
-         AND expires_at < now() - interval '7 days'",
-    )
-    .bind(endpoint_id)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 //! shapes, its checks, its queries (as plain functions the web UI can call too) and its
 //! handlers, annotated so that the OpenAPI document is derived from them ([`doc`]).
 //!
-//! * Resources: [`application`], [`event_type`], [`endpoint`] (with [`endpoint_secret`],
+//! * Resources: [`application`] (with [`application_secret`]), [`event_type`], [`endpoint`] (with [`endpoint_secret`],
 //!   [`endpoint_ops`], [`endpoint_circuit`]), [`message`] and [`message_create`], [`attempt`] and
 //!   [`delivery_status`], [`dead_letter`], [`background_task`], [`stats`], [`health`], [`metrics`].
 //! * Inbound webhooks: [`ingest`] (Svix's Ingest API, and sources' URLs).
@@ -15,6 +15,7 @@
 //!   [`paths`], [`validate`], [`doc`] and [`openapi`] (the document).
 
 pub mod application;
+pub mod application_secret;
 pub mod attempt;
 pub mod auth;
 pub mod background_task;
@@ -109,6 +110,7 @@ pub fn configure(cfg: &mut ServiceConfig, serving: Serving) {
                         scope::scope("")
                             .wrap(from_fn(idempotency::replay_or_record))
                             .configure(application::routes)
+                            .configure(application_secret::routes)
                             .configure(event_type::routes)
                             .configure(endpoint::routes)
                             .configure(endpoint_secret::routes)

@@ -18,6 +18,7 @@ pub mod outcome;
 pub mod replay;
 pub mod retention;
 pub mod runtime;
+pub mod signing_secret;
 pub mod stats;
 pub mod string_map;
 pub mod task;

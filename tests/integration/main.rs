@@ -7,6 +7,7 @@ mod api_endpoints;
 mod api_ingest;
 mod api_messages;
 mod browser;
+mod callback;
 mod cli;
 mod contract;
 mod delivery;
