@@ -293,14 +293,20 @@ fn unreachable_or(url: &str, e: sqlx::Error, doing: &str) -> anyhow::Error {
 }
 
 /// What the SQL functions need to know of the configuration (`herald.send_message` checks
-/// `deliver_at` against it).
+/// `deliver_at` and a callback `url` against it).
 /// Best effort: an instance that starts while the database is down keeps the values the
 /// last instance wrote (the functions' defaults before any).
 async fn publish_runtime_settings(pool: &PgPool, owner: &str, settings: &Settings) {
     let ahead = format!("{} seconds", settings.api.max_deliver_ahead.as_secs());
-    if let Err(error) =
-        crate::store::runtime::publish(pool, owner, &[("max_deliver_ahead", ahead)]).await
-    {
+    let d = &settings.destinations;
+    let cidrs: Vec<String> = d.allowed_cidrs.iter().map(|n| n.to_string()).collect();
+    let values = [
+        ("max_deliver_ahead", ahead),
+        ("destination_allowlist", d.allowlist.join(",")),
+        ("require_https", d.require_https.to_string()),
+        ("allowed_cidrs", cidrs.join(",")),
+    ];
+    if let Err(error) = crate::store::runtime::publish(pool, owner, &values).await {
         tracing::warn!(%error, "could not write herald.runtime_setting; the SQL functions use the values written before");
     }
 }

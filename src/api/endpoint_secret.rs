@@ -53,9 +53,22 @@ async fn get_secret(
     path: web::Path<EndpointPath>,
 ) -> ApiResult<HttpResponse> {
     let (_, e) = endpoint::resolve(&pool, &path).await?;
+    signs_with_its_own(&e)?;
     Ok(HttpResponse::Ok().json(SecretOut {
         key: current(&pool, &e.id).await?.expose(),
     }))
+}
+
+/// A callback endpoint has no secret of its own: its application's signs for it.
+fn signs_with_its_own(e: &endpoint::EndpointOut) -> ApiResult<()> {
+    if e.callback {
+        return Err(ApiError::Conflict(format!(
+            "{} is a callback endpoint: its deliveries are signed with the application's \
+             secret (/api/v1/app/{{app_id}}/secret)",
+            e.id
+        )));
+    }
+    Ok(())
 }
 
 /// An endpoint's current signing secret.
@@ -99,6 +112,7 @@ async fn rotate_secret(
 ) -> ApiResult<HttpResponse> {
     let input = body.unwrap_or_default();
     let (_, e) = endpoint::resolve(&pool, &path).await?;
+    signs_with_its_own(&e)?;
     let secret = rotate_as_asked(&pool, &e.id, &input).await?;
     Ok(HttpResponse::Ok().json(SecretOut {
         key: secret.expose(),

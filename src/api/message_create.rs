@@ -22,9 +22,12 @@ use super::{
     query::ContentQuery,
     validate::{self, Problems},
 };
-use crate::store::{
-    new_message::{NewMessage, Written},
-    writers::ApiWriters,
+use crate::{
+    destination::Policy,
+    store::{
+        new_message::{NewMessage, Written},
+        writers::ApiWriters,
+    },
 };
 
 /// What a message may ask for, as configured.
@@ -66,11 +69,29 @@ pub struct MessageIn {
     /// Expunge the payload this many hours after creation (the message is kept).
     #[schema(minimum = 1, maximum = 2160)]
     payload_retention_hours: Option<i64>,
+    /// Herald: send the message to this URL only (a payment request's callback URL),
+    /// instead of the application's endpoints, with every guarantee an endpoint has. It is
+    /// checked against the destination rules (`HERALD_DESTINATION_ALLOWLIST`,
+    /// `HERALD_REQUIRE_HTTPS`, no private or loopback address), and its deliveries are
+    /// signed with the application's secret (`GET /api/v1/app/{app_id}/secret`). In SQL:
+    /// `herald.send_message(..., url => ...)`.
+    #[schema(format = Uri, max_length = 65536)]
+    callback_url: Option<String>,
 }
 
 impl MessageIn {
-    fn validate(&self, limits: &MessageLimits) -> Result<(), ApiError> {
+    fn validate(&self, limits: &MessageLimits, policy: &Policy) -> Result<(), ApiError> {
         let mut p = Problems::default();
+        if let Some(url) = &self.callback_url {
+            match validate::url("callbackUrl", url) {
+                Ok(_) => {
+                    if let Err(refusal) = policy.check_url(url) {
+                        p.push("callbackUrl", refusal.to_string());
+                    }
+                }
+                Err(e) => p.check(Err(e)),
+            }
+        }
         p.check(validate::name("eventType", &self.event_type));
         if let Some(id) = &self.event_id {
             p.check(validate::name("eventId", id));
@@ -123,7 +144,7 @@ impl MessageIn {
 }
 
 /// Create a message and send it to every endpoint of the application subscribed to its
-/// event type and channels.
+/// event type and channels (or, with Herald's `callbackUrl`, to that URL only).
 #[utoipa::path(
     security(("ApplicationToken" = [])),
     operation_id = "v1.message.create", tag = "Message",
@@ -134,17 +155,19 @@ impl MessageIn {
     )
 )]
 #[post("/app/{app_id}/msg")]
+#[allow(clippy::too_many_arguments)] // the state a create needs, each from the app
 pub async fn create(
     req: HttpRequest,
     pool: web::Data<PgPool>,
     writers: web::Data<ApiWriters>,
     limits: web::Data<MessageLimits>,
+    policy: web::Data<Policy>,
     path: web::Path<AppPath>,
     content: web::Query<ContentQuery>,
     Body(body): Body,
 ) -> ApiResult<HttpResponse> {
     let input: MessageIn = extract::parse(&body)?;
-    input.validate(&limits)?;
+    input.validate(&limits, &policy)?;
     let key = idempotency::keyed_request(&req, &body)?;
     let app = path.into_inner().app_id;
     let message = NewMessage {
@@ -158,6 +181,7 @@ pub async fn create(
         deliver_at: input.deliver_at.map(|t| t.trunc_subsecs(6)),
         payload_expires_at: input.payload_expires_at(Utc::now()),
         key: key.clone(),
+        callback_url: input.callback_url.clone(),
     };
     let write = |message| writers.messages.write(message);
     let (message, written) = match write(message).await.map_err(invalid_payload)? {

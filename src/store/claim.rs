@@ -65,10 +65,17 @@ WITH oldest AS (
           AND id <> ALL (ARRAY(SELECT id FROM picked))
     ) AS more_due
 ), endpoints AS MATERIALIZED (
+    -- A callback endpoint (a URL a message named) signs with its application's secrets.
     SELECT e.id, e.url, e.disabled, e.rate_limit, e.headers,
-        ARRAY(SELECT s.key FROM herald.endpoint_secret s
-              WHERE s.endpoint_id = e.id AND (s.expires_at IS NULL OR s.expires_at > now())
-              ORDER BY s.id DESC) AS secrets
+        CASE WHEN e.callback THEN
+            ARRAY(SELECT s.key FROM herald.application_secret s
+                  WHERE s.app_id = e.app_id AND (s.expires_at IS NULL OR s.expires_at > now())
+                  ORDER BY s.id DESC)
+        ELSE
+            ARRAY(SELECT s.key FROM herald.endpoint_secret s
+                  WHERE s.endpoint_id = e.id AND (s.expires_at IS NULL OR s.expires_at > now())
+                  ORDER BY s.id DESC)
+        END AS secrets
     FROM herald.endpoint e
     WHERE e.id IN (SELECT endpoint_id FROM leased)
 )

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 
 use actix_web::{delete, get, patch, post, put, web, HttpResponse};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::{types::Json as Db, PgPool};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::{
     application,
@@ -54,15 +54,35 @@ pub struct EndpointOut {
     pub disabled_reason: Option<String>,
     /// Herald: when it was disabled.
     pub disabled_at: Option<DateTime<Utc>>,
+    /// Herald: made for a URL that messages named (`callbackUrl`; in SQL `url =>`): it
+    /// receives those messages only, signs with the application's secret, and is listed
+    /// only with `callbacks=true`. It can be enabled, recovered or deleted, not edited.
+    pub callback: bool,
 }
 
 pub const COLUMNS: &str =
     "id, uid, url, description, rate_limit AS throttle_rate, disabled, event_types, channels, \
-     metadata, created_at, updated_at, disabled_reason, disabled_at";
+     metadata, created_at, updated_at, disabled_reason, disabled_at, callback";
 /// The same, of an endpoint aliased `e` in a join.
 pub const COLUMNS_OF_E: &str =
     "e.id, e.uid, e.url, e.description, e.rate_limit AS throttle_rate, e.disabled, e.event_types, \
-     e.channels, e.metadata, e.created_at, e.updated_at, e.disabled_reason, e.disabled_at";
+     e.channels, e.metadata, e.created_at, e.updated_at, e.disabled_reason, e.disabled_at, \
+     e.callback";
+
+impl EndpointOut {
+    /// A callback endpoint is Herald's, made for a URL that messages name: its settings
+    /// follow from that, so it is not edited.
+    pub fn editable(&self) -> ApiResult<()> {
+        if self.callback {
+            return Err(ApiError::Conflict(format!(
+                "{} is a callback endpoint, made for the URL {} that messages named: it can \
+                 be enabled, recovered or deleted, not edited",
+                self.id, self.url
+            )));
+        }
+        Ok(())
+    }
+}
 
 /// The endpoint `key` (id or uid; the id wins) of application `app_id`, or 404.
 pub async fn find(pool: &PgPool, app_id: &str, key: &str) -> ApiResult<EndpointOut> {
@@ -176,17 +196,30 @@ pub async fn create_checked(
     insert(pool, app_id, fields, &secret, headers).await
 }
 
-/// An application's endpoints, oldest first by default.
+/// Which endpoints a list shows.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EndpointListQuery {
+    /// Herald: also list the callback endpoints (made for URLs that messages named).
+    #[serde(default)]
+    pub callbacks: bool,
+}
+
+/// An application's endpoints, oldest first by default; callback endpoints only when asked.
 pub async fn list_page(
     pool: &PgPool,
     app_id: &str,
     q: &PageQuery,
+    callbacks: bool,
 ) -> ApiResult<ListResponse<EndpointOut>> {
     let page = Page::new(q, Ordering::Ascending)?;
     let mut qb = sqlx::QueryBuilder::new(format!(
         "SELECT {COLUMNS} FROM herald.endpoint WHERE app_id = "
     ));
     qb.push_bind(app_id.to_string());
+    if !callbacks {
+        qb.push(" AND NOT callback");
+    }
     page.push_to(&mut qb, "id");
     let rows = qb.build_query_as().fetch_all(pool).await?;
     Ok(ListResponse::from_rows(rows, &page, |e: &EndpointOut| {
@@ -197,7 +230,7 @@ pub async fn list_page(
 /// List an application's endpoints.
 #[utoipa::path(
     security(("ApplicationToken" = [])),
-    operation_id = "v1.endpoint.list", tag = "Endpoint", params(AppPath, PageQuery),
+    operation_id = "v1.endpoint.list", tag = "Endpoint", params(AppPath, PageQuery, EndpointListQuery),
     responses((status = 200, description = "A page of endpoints", body = ListResponse<EndpointOut>))
 )]
 #[get("/app/{app_id}/endpoint")]
@@ -205,9 +238,10 @@ async fn list(
     pool: web::Data<PgPool>,
     path: web::Path<AppPath>,
     q: web::Query<PageQuery>,
+    which: web::Query<EndpointListQuery>,
 ) -> ApiResult<HttpResponse> {
     let app_id = application::resolve(&pool, &path.app_id).await?;
-    Ok(HttpResponse::Ok().json(list_page(&pool, &app_id, &q).await?))
+    Ok(HttpResponse::Ok().json(list_page(&pool, &app_id, &q, which.callbacks).await?))
 }
 
 /// Get an endpoint.
@@ -291,6 +325,7 @@ pub async fn upsert(
 ) -> ApiResult<Upserted> {
     match find(pool, app_id, key).await {
         Ok(existing) => {
+            existing.editable()?;
             fields.validate(pool, policy).await?;
             Ok(Upserted::Replaced(save(pool, &existing.id, &fields).await?))
         }
@@ -324,6 +359,7 @@ async fn patch_endpoint(
     Json(p): Json<EndpointPatch>,
 ) -> ApiResult<HttpResponse> {
     let (_, e) = resolve(&pool, &path).await?;
+    e.editable()?;
     let id = e.id.clone();
     let merged = p.apply(e);
     merged.validate(&pool, &policy).await?;

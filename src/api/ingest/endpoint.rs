@@ -154,7 +154,7 @@ async fn list(
     q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
     let source = source::find(&pool, &path.source_id).await?;
-    let page = endpoint::list_page(&pool, &source.app_id, &q).await?;
+    let page = endpoint::list_page(&pool, &source.app_id, &q, false).await?;
     Ok(HttpResponse::Ok().json(ListResponse {
         data: page
             .data

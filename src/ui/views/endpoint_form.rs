@@ -187,6 +187,7 @@ mod tests {
             updated_at: chrono::Utc::now(),
             disabled_reason: None,
             disabled_at: None,
+            callback: false,
         };
         let offered = vec!["order.paid".to_string(), "order.created".to_string()];
         // Unchecking the one visible type keeps the hidden one (never "every type").

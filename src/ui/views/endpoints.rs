@@ -121,7 +121,7 @@ pub async fn list(
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, UiError> {
     let page = q.page(None);
-    let endpoints = endpoint::list_page(&pool, &scope.app.id, &page).await?;
+    let endpoints = endpoint::list_page(&pool, &scope.app.id, &page, false).await?;
     let title = format!("{}: endpoints", scope.app.name);
     html(&EndpointsPage {
         chrome: Chrome::new(&scope.viewer, &assets, title, Section::Endpoints)
@@ -250,6 +250,7 @@ pub async fn save(
     posted: Posted<EndpointForm>,
 ) -> Result<HttpResponse, UiError> {
     let e = endpoint::find(&pool, &scope.app.id, &path.endpoint_id).await?;
+    e.editable()?;
     let offered = offered(&pool, &scope).await?;
     let (fields, headers) = posted.form.fields(Some(&e), &offered)?;
     // Everything is checked before anything is written.

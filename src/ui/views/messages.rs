@@ -241,7 +241,9 @@ pub async fn search(
         limit: Some(250),
         ..Default::default()
     };
-    let endpoints = endpoint::list_page(&pool, &scope.app.id, &all).await?.data;
+    let endpoints = endpoint::list_page(&pool, &scope.app.id, &all, true)
+        .await?
+        .data;
     let path = format!("{}/messages", scope.base);
     html(&SearchPage {
         chrome: Chrome::new(&scope.viewer, &assets, "Messages", Section::Messages),
