@@ -3,6 +3,9 @@
 -- merchant learns it once, before its first delivery, instead of one secret per URL.
 -- Same shape and rotation as endpoint secrets: the current one has no expiry; a
 -- rotated-out one keeps signing until `expires_at`.
+-- A lock wait gives up after 10 s rather than stall producers behind it (migrate again).
+SET LOCAL lock_timeout = '10s';
+
 CREATE TABLE herald.application_secret (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     app_id      text COLLATE "C" NOT NULL REFERENCES herald.application (id) ON DELETE CASCADE,

@@ -6,6 +6,9 @@
 -- A callback endpoint takes no part in fan-out: its event_types is the empty array, which
 -- matches no event type in every fan-out (herald.send_message, herald.send_messages,
 -- herald.receive_events, replay-missing), and the constraint below keeps it so.
+-- A lock wait gives up after 10 s rather than stall producers behind it (migrate again).
+SET LOCAL lock_timeout = '10s';
+
 ALTER TABLE herald.endpoint
     ADD COLUMN callback boolean NOT NULL DEFAULT false,
     ADD CONSTRAINT endpoint_callback_takes_no_fan_out
@@ -41,9 +44,19 @@ DECLARE
         '::/3', '4000::/2', '8000::/1', '2002::/16', '2001::/23', '2001:db8::/32',
         '3fff::/20']::inet[];
 BEGIN
-    IF url IS NULL OR length(url) > 65536 THEN
-        RAISE EXCEPTION 'herald.send_message: url must be a URL of at most 65536 characters'
+    IF url IS NULL OR length(url) > 2048 THEN
+        RAISE EXCEPTION 'herald.send_message: url must be a URL of at most 2048 characters'
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- What a URL parser would quietly remove or rewrite (spaces, control characters, `\`),
+    -- and percent-encoded or non-ASCII hosts, are refused rather than judged as written.
+    IF url ~ '[[:space:][:cntrl:]\\]' THEN
+        RAISE EXCEPTION 'herald.send_message: url % must not contain spaces, control characters or backslashes', quote_literal(url)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM herald.runtime_setting WHERE name = 'require_https') THEN
+        RAISE EXCEPTION 'herald.send_message: url cannot be checked: no Herald instance has published its destination rules yet (start one)'
+            USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
     m := regexp_match(url, '^([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)(.*)$');
     IF m IS NULL THEN
@@ -70,11 +83,20 @@ BEGIN
         v_host := split_part(m[2], ':', 1);
         v_port := substring(m[2] FROM '^[^:]*(.*)$');
     END IF;
-    IF v_host IS NULL OR v_host = '' OR (v_port <> '' AND v_port !~ '^:[0-9]{0,5}$') THEN
+    IF v_host IS NULL OR v_host = '' OR (v_port <> '' AND v_port !~ '^:[0-9]{0,5}$')
+       OR (v_port ~ '^:[0-9]+$' AND substr(v_port, 2)::integer > 65535) THEN
         RAISE EXCEPTION 'herald.send_message: url % has no valid host and port', quote_literal(url)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     v_host := rtrim(lower(v_host), '.');
+    IF m[2] LIKE '[%' AND position(':' IN v_host) = 0 THEN
+        RAISE EXCEPTION 'herald.send_message: url % has an invalid IPv6 address', quote_literal(url)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF m[2] NOT LIKE '[%' AND v_host !~ '^[a-z0-9_-]+(\.[a-z0-9_-]+)*$' THEN
+        RAISE EXCEPTION 'herald.send_message: url % has a host that is not plain ASCII letters, digits, hyphens and dots (write an internationalized name in its xn-- form)', quote_literal(url)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
 
     -- A host whose last label is a number is an IPv4 address to a URL parser (2130706433,
     -- 0x7f.1 and 0177.0.0.1 are 127.0.0.1): only the plain dotted form is accepted.
@@ -276,7 +298,7 @@ BEGIN
             IF g.grantee = 0 THEN
                 EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', fn);
             ELSE
-                EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', fn, g.grantee::regrole::text);
+                EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s', fn, g.grantee::regrole);
             END IF;
         END LOOP;
     END IF;

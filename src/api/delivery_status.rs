@@ -234,6 +234,24 @@ pub async fn resend_to(
 ) -> ApiResult<()> {
     let msg_id = message::resolve_id(pool, app_id, msg_key).await?;
     let e = endpoint::find(pool, app_id, endpoint_key).await?;
+    // A message that named its own URL goes there only, and a callback endpoint gets only
+    // the messages that named it: a resend may repeat a delivery, not make a new pairing.
+    let (paired, to_callback): (bool, bool) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM herald.delivery WHERE message_id = $1 AND endpoint_id = $2), \
+                EXISTS (SELECT 1 FROM herald.delivery d JOIN herald.endpoint ce \
+                        ON ce.id = d.endpoint_id AND ce.callback WHERE d.message_id = $1)",
+    )
+    .bind(&msg_id)
+    .bind(&e.id)
+    .fetch_one(pool)
+    .await?;
+    if !paired && (e.callback || to_callback) {
+        return Err(ApiError::Conflict(
+            "a message that named a callback URL goes to that URL only, and a callback \
+             endpoint gets only the messages that named it"
+                .into(),
+        ));
+    }
     match replay::resend(pool, app_id, &msg_id, &e.id).await? {
         Resend::Queued => Ok(()),
         Resend::InFlight => Err(ApiError::Conflict(

@@ -159,13 +159,17 @@ pub async fn rotate(
     secret: &Secret,
     grace_seconds: i64,
 ) -> ApiResult<()> {
-    signing_secret::rotate(
+    let rotated = signing_secret::rotate(
         pool,
         SecretOwner::Endpoint(endpoint_id),
         secret.as_bytes(),
         grace_seconds,
     )
     .await?;
+    if !rotated {
+        // Gone, or a callback endpoint (its application's secret signs for it).
+        return Err(ApiError::not_found("endpoint secret"));
+    }
     Ok(())
 }
 

@@ -75,7 +75,7 @@ pub struct MessageIn {
     /// `HERALD_REQUIRE_HTTPS`, no private or loopback address), and its deliveries are
     /// signed with the application's secret (`GET /api/v1/app/{app_id}/secret`). In SQL:
     /// `herald.send_message(..., url => ...)`.
-    #[schema(format = Uri, max_length = 65536)]
+    #[schema(format = Uri, max_length = 2048)]
     callback_url: Option<String>,
 }
 
@@ -84,6 +84,9 @@ impl MessageIn {
         let mut p = Problems::default();
         if let Some(url) = &self.callback_url {
             match validate::url("callbackUrl", url) {
+                Ok(_) if url.len() > 2048 => {
+                    p.push("callbackUrl", "is longer than 2048 characters")
+                }
                 Ok(_) => {
                     if let Err(refusal) = policy.check_url(url) {
                         p.push("callbackUrl", refusal.to_string());
@@ -181,7 +184,13 @@ pub async fn create(
         deliver_at: input.deliver_at.map(|t| t.trunc_subsecs(6)),
         payload_expires_at: input.payload_expires_at(Utc::now()),
         key: key.clone(),
-        callback_url: input.callback_url.clone(),
+        // As a URL parser writes it (the form it is sent to), so that spellings of one URL
+        // share one callback endpoint.
+        callback_url: input
+            .callback_url
+            .as_deref()
+            .and_then(|u| url::Url::parse(u).ok())
+            .map(String::from),
     };
     let write = |message| writers.messages.write(message);
     let (message, written) = match write(message).await.map_err(invalid_payload)? {

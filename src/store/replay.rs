@@ -128,6 +128,8 @@ pub async fn replay_missing(
              AND m.payload IS NOT NULL \
              AND (e.event_types IS NULL OR m.event_type = ANY (e.event_types)) \
              AND (e.channels IS NULL OR e.channels && m.channels) \
+             AND NOT EXISTS (SELECT 1 FROM herald.delivery c JOIN herald.endpoint ce \
+                             ON ce.id = c.endpoint_id AND ce.callback WHERE c.message_id = m.id) \
            ON CONFLICT (message_id, endpoint_id) DO NOTHING RETURNING 1) \
          {}",
         record_task("created", 4)

@@ -22,15 +22,20 @@ impl SecretOwner<'_> {
         }
     }
 
-    /// (secrets table, its owner column, the owner's table).
+    /// (secrets table, its owner column, the owners that have such secrets). A callback
+    /// endpoint has none of its own: its application's secret signs for it.
     fn tables(&self) -> (&'static str, &'static str, &'static str) {
         match self {
-            SecretOwner::Endpoint(_) => {
-                ("herald.endpoint_secret", "endpoint_id", "herald.endpoint")
-            }
-            SecretOwner::Application(_) => {
-                ("herald.application_secret", "app_id", "herald.application")
-            }
+            SecretOwner::Endpoint(_) => (
+                "herald.endpoint_secret",
+                "endpoint_id",
+                "herald.endpoint WHERE NOT callback AND",
+            ),
+            SecretOwner::Application(_) => (
+                "herald.application_secret",
+                "app_id",
+                "herald.application WHERE",
+            ),
         }
     }
 }
@@ -60,7 +65,8 @@ pub async fn rotate(
     let (secrets, column, owners) = owner.tables();
     let mut tx = pool.begin().await?;
     // Serialize rotations of one owner: the unique index allows one current secret.
-    let found = sqlx::query(&format!("SELECT 1 FROM {owners} WHERE id = $1 FOR UPDATE"))
+    // (NO KEY: producers' foreign-key locks on the row do not hold a rotation back.)
+    let found = sqlx::query(&format!("SELECT 1 FROM {owners} id = $1 FOR NO KEY UPDATE"))
         .bind(owner.id())
         .fetch_optional(&mut *tx)
         .await?;

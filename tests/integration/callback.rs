@@ -156,6 +156,11 @@ async fn a_callback_url_is_checked_in_the_producers_transaction_and_signed_with_
         .await
         .unwrap();
     assert_eq!(again, first);
+    // Another payment to the same URL: the same callback endpoint.
+    let second = send_in_tx(&t, "pay-1b", &format!("{}/cb/pay-1", receiver.uri()), true)
+        .await
+        .unwrap();
+    assert_ne!(second, first);
     // Then a message through the HTTP API, the same way, and one for the subscribers.
     let by_api = api
         .expect(
@@ -176,28 +181,34 @@ async fn a_callback_url_is_checked_in_the_producers_transaction_and_signed_with_
     )
     .await;
 
-    let requests = wait_for_requests(&receiver, 3, WAIT).await;
+    let requests = wait_for_requests(&receiver, 4, WAIT).await;
     let mut got = paths(&requests);
     got.sort();
-    assert_eq!(got, ["/cb/pay-1", "/cb/pay-4", "/subscribed"]);
+    assert_eq!(got, ["/cb/pay-1", "/cb/pay-1", "/cb/pay-4", "/subscribed"]);
     for r in requests.iter().filter(|r| r.url.path().starts_with("/cb/")) {
         verify(&secret, r).unwrap_or_else(|e| panic!("{}: {e}", r.url));
     }
     let ids: Vec<String> = requests.iter().map(|r| header(r, "webhook-id")).collect();
     assert!(ids.contains(&first) && ids.contains(&by_api["id"].as_str().unwrap().to_string()));
     // Nothing more comes: each message has exactly the one delivery it should.
-    let deliveries = t
-        .count(&format!(
-            "SELECT count(*) FROM herald.delivery WHERE message_id = '{first}'"
-        ))
+    for id in [&first, &second, &by_api["id"].as_str().unwrap().to_string()] {
+        let deliveries = t
+            .count(&format!(
+                "SELECT count(*) FROM herald.delivery WHERE message_id = '{id}'"
+            ))
+            .await;
+        assert_eq!(deliveries, 1, "{id}");
+    }
+    let endpoints = t
+        .count("SELECT count(*) FROM herald.endpoint WHERE callback AND url LIKE '%/cb/pay-1'")
         .await;
-    assert_eq!(deliveries, 1);
+    assert_eq!(endpoints, 1);
     let messages = t
         .count("SELECT count(*) FROM herald.message m JOIN herald.application a ON a.id = m.app_id WHERE a.uid = 'shop'")
         .await;
     assert_eq!(
-        messages, 3,
-        "pay-1, pay-4, pay-5: nothing of the refused or rolled back"
+        messages, 4,
+        "pay-1, pay-1b, pay-4, pay-5: nothing of the refused or rolled back"
     );
     let left = t
         .count("SELECT count(*) FROM herald.endpoint WHERE url LIKE '%rolled-back%' OR url LIKE '%merchant.example%'")
@@ -222,29 +233,67 @@ async fn callback_endpoints_are_listed_when_asked_and_not_edited() {
         .await;
     assert_eq!(status, 422, "{answer}");
     assert_eq!(invalid_fields(&answer), ["body.callbackUrl"]);
+    let named = api
+        .expect(
+            202,
+            "POST",
+            "/api/v1/app/shop/msg",
+            Some(json!({"eventType": "payment.confirmed", "payload": {},
+                        "callbackUrl": "https://merchant.example/cb"})),
+        )
+        .await;
+    // An ordinary endpoint added afterwards: replay-missing leaves the message that named
+    // its own URL out, and a resend to it is refused.
+    let ordinary = api
+        .expect(
+            201,
+            "POST",
+            "/api/v1/app/shop/endpoint",
+            Some(json!({"url": "https://subscriber.example/hooks"})),
+        )
+        .await;
+    let ordinary = ordinary["id"].as_str().unwrap();
+    let since = chrono::Utc::now() - chrono::Duration::hours(1);
+    let task = api
+        .expect(
+            202,
+            "POST",
+            &format!("/api/v1/app/shop/endpoint/{ordinary}/replay-missing"),
+            Some(json!({"since": since})),
+        )
+        .await;
+    assert_eq!(task["data"]["messagesSent"], json!(0));
     api.expect(
-        202,
+        409,
         "POST",
-        "/api/v1/app/shop/msg",
-        Some(json!({"eventType": "payment.confirmed", "payload": {},
-                    "callbackUrl": "https://merchant.example/cb"})),
+        &format!(
+            "/api/v1/app/shop/msg/{}/endpoint/{ordinary}/resend",
+            named["id"].as_str().unwrap()
+        ),
+        None,
     )
     .await;
+    let listed = api
+        .expect(200, "GET", "/api/v1/app/shop/endpoint?callbacks=true", None)
+        .await;
+    assert_eq!(data_len(&listed), 2);
+    let callback = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["callback"] == json!(true))
+        .unwrap();
+    assert_eq!(
+        (&callback["url"], &callback["callback"]),
+        (&json!("https://merchant.example/cb"), &json!(true))
+    );
     assert_eq!(
         data_len(
             &api.expect(200, "GET", "/api/v1/app/shop/endpoint", None)
                 .await
         ),
-        0
-    );
-    let listed = api
-        .expect(200, "GET", "/api/v1/app/shop/endpoint?callbacks=true", None)
-        .await;
-    assert_eq!(data_len(&listed), 1);
-    let callback = &listed["data"][0];
-    assert_eq!(
-        (&callback["url"], &callback["callback"]),
-        (&json!("https://merchant.example/cb"), &json!(true))
+        1,
+        "the ordinary one only"
     );
     let path = format!(
         "/api/v1/app/shop/endpoint/{}",
@@ -292,6 +341,13 @@ async fn the_sql_check_agrees_with_the_destination_policy() {
         "http://255.255.255.255/",
         "http://198.18.0.1/",
         "http://203.0.113.9/",
+        "http://192.0.2.1/",
+        "http://192.88.99.1/",
+        "http://[2001::1]/",
+        "http://[3fff::1]/",
+        "https://h.example:99999/",
+        "https://[8.8.8.8]/",
+        "https://a[b]/",
         "http://[::1]/",
         "http://[::]/",
         "http://[fe80::1]/",
@@ -353,7 +409,16 @@ async fn the_sql_check_agrees_with_the_destination_policy() {
             assert_eq!(sql.is_ok(), rust, "{url} with {policy:?}: SQL says {sql:?}");
         }
         // Stricter in SQL: an IPv4 address inside an IPv6 literal, even a public one.
-        for url in ["http://[::ffff:8.8.8.8]/", "http://[2002:808:808::1]/"] {
+        // And anything a URL parser would rewrite before judging it.
+        for url in [
+            "http://[::ffff:8.8.8.8]/",
+            "http://[2002:808:808::1]/",
+            "http://127.0.0.\t1/",
+            "http://example.com /",
+            "http://127.0.0.%31/",
+            "http://127\u{3002}0\u{3002}0\u{3002}1/",
+            "http://127.0.0.1\\.x.example.org/",
+        ] {
             let sql = sqlx::query("SELECT herald.check_callback_url($1)")
                 .bind(url)
                 .execute(&t.pool)
