@@ -59,7 +59,7 @@ async fn an_instance_killed_mid_run_loses_nothing() {
 
         victim.start_again();
         victim.wait_ready(Duration::from_secs(30)).await;
-        // Its old leases expire (8 s) and are reaped by any instance.
+        // Its old leases expire (11 s) and are reaped by any instance.
         scene
             .wait_all_arrived(&expected, Duration::from_secs(120))
             .await;

@@ -28,10 +28,13 @@ const BASE: &[(&str, &str)] = &[
     ("HERALD_SENDERS", "2"),
     ("HERALD_POLL_INTERVAL", "250ms"),
     ("HERALD_REAP_INTERVAL", "500ms"),
-    // Short timeouts allow a short lease: lease >= request + connect + 5 s.
-    ("HERALD_REQUEST_TIMEOUT", "2s"),
+    // Short timeouts allow a short lease: lease >= request + connect + 5 s. The request
+    // timeout leaves room for a receiver queueing behind three instances on two loaded
+    // cores: with 2 s, a slower machine timed out 3,564 of 20,000 requests the receiver
+    // then answered, and each came again (a duplicate by design, not a lost lease).
+    ("HERALD_REQUEST_TIMEOUT", "5s"),
     ("HERALD_CONNECT_TIMEOUT", "1s"),
-    ("HERALD_LEASE_DURATION", "8s"),
+    ("HERALD_LEASE_DURATION", "11s"),
     ("HERALD_MAX_HOLD", "3s"),
     ("HERALD_RETRY_SCHEDULE", "200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms"),
     ("HERALD_RETRY_JITTER", "0"),

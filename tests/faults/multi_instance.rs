@@ -31,7 +31,12 @@ async fn three_instances_deliver_20000_messages_each_exactly_once() {
             )
         });
         assert_eq!((deliveries, failed), (20_000, 0));
-        assert_eq!(duplicates, 0, "messages delivered twice");
+        assert_eq!(
+            duplicates,
+            0,
+            "messages delivered twice; failed attempts by error: {:?}",
+            scene.failed_attempts().await
+        );
         assert_eq!(
             scene.count("SELECT count(*) FROM herald.attempt").await,
             20_000,

@@ -250,6 +250,17 @@ impl Scene {
             .unwrap_or_default()
     }
 
+    /// The attempt log's failures by error, to say why something arrived twice.
+    pub async fn failed_attempts(&self) -> Vec<(Option<String>, Option<i16>, i64)> {
+        sqlx::query_as(
+            "SELECT left(error, 120), status_code, count(*) FROM herald.attempt \
+             WHERE NOT succeeded GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 10",
+        )
+        .fetch_all(&self.db)
+        .await
+        .unwrap_or_default()
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sql)
             .fetch_one(&self.db)
