@@ -2,10 +2,12 @@
 //!
 //! It wakes on NOTIFY (a commit enqueued work), on a poll tick (the fallback: a notification
 //! can be lost while the listening connection is down), at once again while a claim leaves
-//! due rows behind, and when a pause it skipped ends. What to claim is the
-//! [`InFlightBudget`]'s to say.
+//! due rows behind, when a pause it skipped ends, and when a delivery of an ordered endpoint
+//! is settled (its next one is due at once). What to claim is the [`InFlightBudget`]'s to
+//! say; ordered endpoints are claimed by their own statement ([`Store::claim_ordered`]).
 
 use std::{
+    collections::HashSet,
     hash::{Hash, Hasher},
     time::{Duration, Instant},
 };
@@ -53,6 +55,13 @@ pub struct Claimer {
     health: Health,
     /// Set at shutdown: after its final stop the actor comes back idle.
     terminated: bool,
+    /// Some endpoint is ordered (asked on every poll tick): claims include them.
+    ordered_endpoints: bool,
+    /// The lease token of the claim of ordered endpoints under way.
+    ordered_claim: Option<uuid::Uuid>,
+    /// Leased deliveries of ordered endpoints: when one is settled, its endpoint's next
+    /// delivery can go.
+    ordered_in_flight: HashSet<i64>,
 }
 
 impl Claimer {
@@ -80,6 +89,10 @@ impl Claimer {
             retry: db_backoff(),
             health: Health::default(),
             terminated: false,
+            // Until a poll tick finds one.
+            ordered_endpoints: true,
+            ordered_claim: None,
+            ordered_in_flight: HashSet::new(),
         }
     }
 
@@ -102,6 +115,7 @@ impl Claimer {
         let token = uuid::Uuid::new_v4();
         self.claim_token = Some(token);
         let (limit, skip) = (plan.limit, plan.skip);
+        self.claim_ordered(ctx, &skip);
         let claim = async move {
             store
                 .claim_with_token(token, &owner, limit, lease, &skip)
@@ -133,6 +147,38 @@ impl Claimer {
                     let delay = act.retry.next_backoff().unwrap_or(Duration::from_secs(5));
                     tracing::error!(%error, retry_in_ms = delay.as_millis() as u64, "claim failed");
                     ctx.notify_later(Wake, delay);
+                }
+            }
+        }));
+    }
+
+    /// Claims the next delivery of each ordered endpoint, beside (not after) the usual
+    /// claim, so that neither waits for the other; one such claim at a time.
+    fn claim_ordered(&mut self, ctx: &mut Context<Self>, skip: &[String]) {
+        if !self.ordered_endpoints || self.ordered_claim.is_some() {
+            return;
+        }
+        let token = uuid::Uuid::new_v4();
+        self.ordered_claim = Some(token);
+        let store = self.store.clone();
+        let (owner, lease) = (self.config.owner.clone(), self.config.pool.lease_duration);
+        let skip = skip.to_vec();
+        let claim = async move { store.claim_ordered(token, &owner, lease, &skip).await };
+        ctx.spawn(claim.into_actor(self).map(|result, act, _| {
+            act.ordered_claim = None;
+            match result {
+                Ok(claimed) => {
+                    // Bounded: a lease that expires unsettled (its outcome never written)
+                    // leaves its id here; the set is cleared rather than let it grow.
+                    if act.ordered_in_flight.len() > 10_000 {
+                        act.ordered_in_flight.clear();
+                    }
+                    act.ordered_in_flight.extend(claimed.ordered);
+                    act.route(claimed.jobs);
+                }
+                Err(error) => {
+                    act.health.failed += 1;
+                    tracing::error!(%error, "claim of ordered endpoints failed");
                 }
             }
         }));
@@ -237,6 +283,15 @@ impl Claimer {
         ctx.spawn(listener.into_actor(self));
     }
 
+    fn look_for_ordered_endpoints(&mut self, ctx: &mut Context<Self>) {
+        let store = self.store.clone();
+        let ask = async move { store.any_ordered_endpoint().await };
+        ctx.spawn(ask.into_actor(self).map(|result, act, _| match result {
+            Ok(any) => act.ordered_endpoints = any,
+            Err(error) => tracing::warn!(%error, "could not look for ordered endpoints"),
+        }));
+    }
+
     fn count_backlog(&mut self, ctx: &mut Context<Self>) {
         let store = self.store.clone();
         let count = async move { store.due_backlog(100_000).await };
@@ -263,7 +318,10 @@ impl Actor for Claimer {
         }
         self.release_orphans(ctx);
         self.listen(ctx);
-        ctx.run_interval(self.config.pool.poll_interval, |act, ctx| act.wake(ctx));
+        ctx.run_interval(self.config.pool.poll_interval, |act, ctx| {
+            act.look_for_ordered_endpoints(ctx);
+            act.wake(ctx)
+        });
         ctx.run_interval(self.config.backlog_interval, |act, ctx| {
             act.count_backlog(ctx)
         });
@@ -275,6 +333,7 @@ impl Supervised for Claimer {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         self.claim_started = None;
         self.orphaned.extend(self.claim_token.take());
+        self.orphaned.extend(self.ordered_claim.take());
         if !self.terminated {
             self.health.restarts += 1;
         }
@@ -291,7 +350,9 @@ impl Handler<Wake> for Claimer {
 impl Handler<Settled> for Claimer {
     type Result = ();
     fn handle(&mut self, Settled(ids): Settled, ctx: &mut Context<Self>) {
-        if self.budget.release(&ids) {
+        let room = self.budget.release(&ids);
+        let ordered_next = ids.iter().any(|id| self.ordered_in_flight.remove(id));
+        if room || ordered_next {
             self.wake(ctx);
         }
     }

@@ -95,8 +95,9 @@ impl Wiring {
                 let recorder =
                     recorder_addr(self.recorder.as_ref().expect("recorder starts first"));
                 let addr = actix::Supervisor::start_in_arbiter(&on, move |_| {
-                    // One connection listens, one claims, one counts the backlog.
-                    Claimer::new(config.claimer.clone(), config.store(3), senders, recorder)
+                    // One connection listens, one claims, one claims ordered endpoints,
+                    // one counts the backlog (or looks for ordered endpoints).
+                    Claimer::new(config.claimer.clone(), config.store(4), senders, recorder)
                 });
                 let claimer = claimer_addr(&addr);
                 if let Some(r) = &self.recorder {

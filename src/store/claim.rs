@@ -16,6 +16,42 @@ use crate::{
     signing::Secret,
 };
 
+/// The end of a claim: the leased rows (`leased`: id, attempts, manual, message_id,
+/// endpoint_id) as jobs, with their messages and endpoints. A callback endpoint (a URL a
+/// message named) signs with its application's secrets.
+macro_rules! jobs_of_leased {
+    ($more_due:literal) => {
+        concat!(
+            r#"
+), endpoints AS MATERIALIZED (
+    SELECT e.id, e.url, e.disabled, e.rate_limit, e.headers,
+        CASE WHEN e.callback THEN
+            ARRAY(SELECT s.key FROM herald.application_secret s
+                  WHERE s.app_id = e.app_id AND (s.expires_at IS NULL OR s.expires_at > now())
+                  ORDER BY s.id DESC)
+        ELSE
+            ARRAY(SELECT s.key FROM herald.endpoint_secret s
+                  WHERE s.endpoint_id = e.id AND (s.expires_at IS NULL OR s.expires_at > now())
+                  ORDER BY s.id DESC)
+        END AS secrets
+    FROM herald.endpoint e
+    WHERE e.id IN (SELECT endpoint_id FROM leased)
+)
+SELECT l.id, l.attempts, l.manual, l.message_id, m.event_type, m.payload,
+       m.forward_headers, m.content_type,
+       e.id AS endpoint_id, e.url, e.disabled, e.rate_limit, e.headers, e.secrets,
+       "#,
+            $more_due,
+            r#" AS more_due
+FROM leased l
+JOIN herald.message m ON m.id = l.message_id
+JOIN endpoints e ON e.id = l.endpoint_id
+"#
+        )
+    };
+}
+pub(super) use jobs_of_leased;
+
 /// Leases up to `limit` due deliveries to `owner` for `lease`, all under one fresh token.
 ///
 /// `FOR UPDATE SKIP LOCKED` lets any number of claimers (threads or instances) run this at
@@ -29,20 +65,25 @@ use crate::{
 /// end at full speed, but a fresh delivery to any other endpoint is taken by the next claim
 /// instead of waiting behind the whole backlog.
 ///
+/// Ordered endpoints are left to [`Store::claim_ordered`].
+///
 /// `paused` endpoints (circuit open, or too slow to take more) are skipped: this instance
 /// would only hand their deliveries straight back. (Within one transaction SKIP LOCKED does not
 /// skip our own locks, so when few rows are due the halves overlap; UNION removes the
 /// duplicates.)
-const CLAIM: &str = r#"
-WITH oldest AS (
+const CLAIM: &str = concat!(
+    r#"WITH skipped AS MATERIALIZED (
+    -- Paused endpoints, and ordered ones (claimed one at a time by `ORDERED_CLAIM`).
+    SELECT $5::text[] || ARRAY(SELECT id FROM herald.endpoint WHERE ordered) AS ids
+), oldest AS (
     SELECT id FROM herald.delivery
-    WHERE status = 'pending' AND next_attempt_at <= now() AND endpoint_id <> ALL ($5::text[])
+    WHERE status = 'pending' AND next_attempt_at <= now() AND endpoint_id <> ALL ((SELECT ids FROM skipped)::text[])
     ORDER BY next_attempt_at, id
     LIMIT $1
     FOR UPDATE SKIP LOCKED
 ), newest AS (
     SELECT id FROM herald.delivery
-    WHERE status = 'pending' AND next_attempt_at <= now() AND endpoint_id <> ALL ($5::text[])
+    WHERE status = 'pending' AND next_attempt_at <= now() AND endpoint_id <> ALL ((SELECT ids FROM skipped)::text[])
     ORDER BY next_attempt_at DESC, id DESC
     LIMIT $1
     FOR UPDATE SKIP LOCKED
@@ -61,37 +102,20 @@ WITH oldest AS (
     -- as pending, hence the exclusion.) Stops at the first such row.
     SELECT EXISTS (
         SELECT 1 FROM herald.delivery
-        WHERE status = 'pending' AND next_attempt_at <= now() AND endpoint_id <> ALL ($5::text[])
+        WHERE status = 'pending' AND next_attempt_at <= now() AND endpoint_id <> ALL ((SELECT ids FROM skipped)::text[])
           AND id <> ALL (ARRAY(SELECT id FROM picked))
     ) AS more_due
-), endpoints AS MATERIALIZED (
-    -- A callback endpoint (a URL a message named) signs with its application's secrets.
-    SELECT e.id, e.url, e.disabled, e.rate_limit, e.headers,
-        CASE WHEN e.callback THEN
-            ARRAY(SELECT s.key FROM herald.application_secret s
-                  WHERE s.app_id = e.app_id AND (s.expires_at IS NULL OR s.expires_at > now())
-                  ORDER BY s.id DESC)
-        ELSE
-            ARRAY(SELECT s.key FROM herald.endpoint_secret s
-                  WHERE s.endpoint_id = e.id AND (s.expires_at IS NULL OR s.expires_at > now())
-                  ORDER BY s.id DESC)
-        END AS secrets
-    FROM herald.endpoint e
-    WHERE e.id IN (SELECT endpoint_id FROM leased)
-)
-SELECT l.id, l.attempts, l.manual, l.message_id, m.event_type, m.payload,
-       m.forward_headers, m.content_type,
-       e.id AS endpoint_id, e.url, e.disabled, e.rate_limit, e.headers, e.secrets,
-       (SELECT more_due FROM more) AS more_due
-FROM leased l
-JOIN herald.message m ON m.id = l.message_id
-JOIN endpoints e ON e.id = l.endpoint_id
-"#;
+"#,
+    jobs_of_leased!("(SELECT more_due FROM more)")
+);
 
 /// What one claim leased.
 #[derive(Debug, Default)]
 pub struct Claimed {
     pub jobs: Vec<Job>,
+    /// Of these, the deliveries of ordered endpoints: the next of each is claimed only
+    /// once this one is settled.
+    pub ordered: Vec<i64>,
     /// Due deliveries (of endpoints not skipped) were left behind: claim again at once. Only
     /// meaningful when `jobs` is not empty (a claim that leased nothing reports nothing).
     pub more_due: bool,
@@ -132,47 +156,7 @@ impl Store {
             .fetch_all(self.pool())
             .await?;
 
-        // One shared snapshot per endpoint, however many of its deliveries are in the batch.
-        let mut destinations: HashMap<String, Arc<Destination>> = HashMap::new();
-        let mut jobs = Vec::with_capacity(rows.len());
-        let mut more_due = false;
-        for row in rows {
-            more_due = row.try_get("more_due")?;
-            let endpoint_id: String = row.try_get("endpoint_id")?;
-            let endpoint = match destinations.get(&endpoint_id) {
-                Some(d) => d.clone(),
-                None => {
-                    let d = Arc::new(destination(&row, endpoint_id.clone())?);
-                    destinations.insert(endpoint_id, d.clone());
-                    d
-                }
-            };
-            let payload: Option<String> = row.try_get("payload")?;
-            let forward_headers: Option<sqlx::types::Json<BTreeMap<String, String>>> =
-                row.try_get("forward_headers")?;
-            let content_type: Option<String> = row.try_get("content_type")?;
-            let forwarded = match (forward_headers, content_type) {
-                (None, None) => None,
-                (headers, content_type) => Some(Box::new(Forwarded {
-                    headers: headers
-                        .map(|h| h.0.into_iter().collect())
-                        .unwrap_or_default(),
-                    content_type: content_type.unwrap_or_else(|| "application/json".into()),
-                })),
-            };
-            jobs.push(Job {
-                delivery_id: row.try_get("id")?,
-                lease_token: token,
-                attempts: row.try_get("attempts")?,
-                manual: row.try_get("manual")?,
-                message_id: row.try_get("message_id")?,
-                event_type: row.try_get("event_type")?,
-                payload: payload.map(Bytes::from),
-                endpoint,
-                forwarded,
-            });
-        }
-        Ok(Claimed { jobs, more_due })
+        jobs_of(rows, token)
     }
 
     /// How many deliveries are due now, counted up to `cap` (an exact count of a huge
@@ -186,6 +170,58 @@ impl Store {
         .fetch_one(self.pool())
         .await
     }
+}
+
+/// The jobs of a claim's rows (and whether it saw more due).
+pub(super) fn jobs_of(
+    rows: Vec<sqlx::postgres::PgRow>,
+    token: Uuid,
+) -> Result<Claimed, sqlx::Error> {
+    // One shared snapshot per endpoint, however many of its deliveries are in the batch.
+    let mut destinations: HashMap<String, Arc<Destination>> = HashMap::new();
+    let mut jobs = Vec::with_capacity(rows.len());
+    let mut more_due = false;
+    for row in rows {
+        more_due = row.try_get("more_due")?;
+        let endpoint_id: String = row.try_get("endpoint_id")?;
+        let endpoint = match destinations.get(&endpoint_id) {
+            Some(d) => d.clone(),
+            None => {
+                let d = Arc::new(destination(&row, endpoint_id.clone())?);
+                destinations.insert(endpoint_id, d.clone());
+                d
+            }
+        };
+        let payload: Option<String> = row.try_get("payload")?;
+        let forward_headers: Option<sqlx::types::Json<BTreeMap<String, String>>> =
+            row.try_get("forward_headers")?;
+        let content_type: Option<String> = row.try_get("content_type")?;
+        let forwarded = match (forward_headers, content_type) {
+            (None, None) => None,
+            (headers, content_type) => Some(Box::new(Forwarded {
+                headers: headers
+                    .map(|h| h.0.into_iter().collect())
+                    .unwrap_or_default(),
+                content_type: content_type.unwrap_or_else(|| "application/json".into()),
+            })),
+        };
+        jobs.push(Job {
+            delivery_id: row.try_get("id")?,
+            lease_token: token,
+            attempts: row.try_get("attempts")?,
+            manual: row.try_get("manual")?,
+            message_id: row.try_get("message_id")?,
+            event_type: row.try_get("event_type")?,
+            payload: payload.map(Bytes::from),
+            endpoint,
+            forwarded,
+        });
+    }
+    Ok(Claimed {
+        jobs,
+        more_due,
+        ordered: Vec::new(),
+    })
 }
 
 /// The endpoint as a delivery needs it. A row written by hand that Herald cannot use (its

@@ -14,6 +14,7 @@ pub mod idempotency;
 pub mod ingest;
 pub mod lease;
 pub mod new_message;
+pub mod ordered;
 pub mod outcome;
 pub mod replay;
 pub mod retention;

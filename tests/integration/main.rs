@@ -16,6 +16,7 @@ mod fairness;
 mod ingest;
 mod openapi;
 mod operate;
+mod ordered;
 mod outbox;
 mod receiver_guide;
 mod retention;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use utoipa::ToSchema;
 
@@ -45,6 +45,14 @@ pub struct EndpointIn {
     secret: Option<String>,
     /// Headers sent with every delivery.
     headers: Option<BTreeMap<String, String>>,
+    /// Herald: deliver one at a time, in the order messages were written, the next only
+    /// once the previous one succeeded or died (see README "Ordered endpoints").
+    #[serde(default)]
+    ordered: bool,
+    /// Herald: with `ordered`, what a dead delivery at the head does: `skip` (default: the
+    /// rest go on) or `block` (the rest wait until it is replayed).
+    #[serde(default)]
+    ordered_on_dead: OrderedOnDead,
 }
 
 impl EndpointIn {
@@ -59,6 +67,8 @@ impl EndpointIn {
             event_types: self.event_types,
             channels: self.channels,
             metadata: self.metadata,
+            ordered: self.ordered,
+            ordered_on_dead: self.ordered_on_dead,
         };
         (fields, self.secret, self.headers.unwrap_or_default())
     }
@@ -90,6 +100,28 @@ pub struct EndpointUpdate {
     pub channels: Option<Vec<String>>,
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// Herald: deliver one at a time, in the order messages were written, the next only
+    /// once the previous one succeeded or died (see README "Ordered endpoints").
+    #[serde(default)]
+    pub ordered: bool,
+    /// Herald: with `ordered`, what a dead delivery at the head does: `skip` (default: the
+    /// rest go on) or `block` (the rest wait until it is replayed).
+    #[serde(default)]
+    pub ordered_on_dead: OrderedOnDead,
+}
+
+/// What a dead delivery at the head of an ordered endpoint's queue does.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type,
+)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+pub enum OrderedOnDead {
+    /// Recorded as a dead letter; the rest go on.
+    #[default]
+    Skip,
+    /// The rest wait until it is replayed (or deleted).
+    Block,
 }
 
 /// The fields PUT replaces and POST sets.
@@ -124,6 +156,10 @@ pub struct EndpointPatch {
     #[schema(value_type = Option<std::collections::BTreeSet<crate::api::validate::shape::Channel>>, min_items = 1, max_items = 10)]
     channels: Option<Option<Vec<String>>>,
     metadata: Option<BTreeMap<String, String>>,
+    /// Herald: see `EndpointIn.ordered`.
+    ordered: Option<bool>,
+    /// Herald: see `EndpointIn.orderedOnDead`.
+    ordered_on_dead: Option<OrderedOnDead>,
 }
 
 impl EndpointFields {
@@ -138,6 +174,8 @@ impl EndpointFields {
             event_types: e.event_types,
             channels: e.channels,
             metadata: e.metadata.0,
+            ordered: e.ordered,
+            ordered_on_dead: e.ordered_on_dead,
         }
     }
 }
@@ -154,6 +192,8 @@ impl EndpointPatch {
             event_types: self.event_types.unwrap_or(e.event_types),
             channels: self.channels.unwrap_or(e.channels),
             metadata: self.metadata.unwrap_or(e.metadata.0),
+            ordered: self.ordered.unwrap_or(e.ordered),
+            ordered_on_dead: self.ordered_on_dead.unwrap_or(e.ordered_on_dead),
         }
     }
 }

@@ -19,7 +19,7 @@ use super::{
 use crate::{destination::Policy, signing::Secret, store::string_map::StringMap};
 
 mod input;
-pub use input::{EndpointFields, EndpointIn, EndpointPatch, EndpointUpdate};
+pub use input::{EndpointFields, EndpointIn, EndpointPatch, EndpointUpdate, OrderedOnDead};
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(list)
@@ -58,16 +58,21 @@ pub struct EndpointOut {
     /// receives those messages only, signs with the application's secret, and is listed
     /// only with `callbacks=true`. It can be enabled, recovered or deleted, not edited.
     pub callback: bool,
+    /// Herald: deliveries go one at a time, in the order messages were written.
+    pub ordered: bool,
+    /// Herald: with `ordered`, what a dead delivery at the head does.
+    pub ordered_on_dead: OrderedOnDead,
 }
 
 pub const COLUMNS: &str =
     "id, uid, url, description, rate_limit AS throttle_rate, disabled, event_types, channels, \
-     metadata, created_at, updated_at, disabled_reason, disabled_at, callback";
+     metadata, created_at, updated_at, disabled_reason, disabled_at, callback, ordered, \
+     ordered_on_dead";
 /// The same, of an endpoint aliased `e` in a join.
 pub const COLUMNS_OF_E: &str =
     "e.id, e.uid, e.url, e.description, e.rate_limit AS throttle_rate, e.disabled, e.event_types, \
      e.channels, e.metadata, e.created_at, e.updated_at, e.disabled_reason, e.disabled_at, \
-     e.callback";
+     e.callback, e.ordered, e.ordered_on_dead";
 
 impl EndpointOut {
     /// A callback endpoint is Herald's, made for a URL that messages name: its settings
@@ -120,8 +125,8 @@ pub async fn insert(
     let mut tx = pool.begin().await?;
     let sql = format!(
         "INSERT INTO herald.endpoint (app_id, uid, url, description, rate_limit, disabled, disabled_reason, disabled_at, \
-         event_types, channels, metadata, headers) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $6 THEN now() END, $8, $9, $10, $11) RETURNING {COLUMNS}"
+         event_types, channels, metadata, headers, ordered, ordered_on_dead) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $6 THEN now() END, $8, $9, $10, $11, $12, $13) RETURNING {COLUMNS}"
     );
     let endpoint: EndpointOut = sqlx::query_as(&sql)
         .bind(app_id)
@@ -135,6 +140,8 @@ pub async fn insert(
         .bind(&f.channels)
         .bind(Db(&f.metadata))
         .bind(Db(headers))
+        .bind(f.ordered)
+        .bind(f.ordered_on_dead)
         .fetch_one(&mut *tx)
         .await?;
     sqlx::query("INSERT INTO herald.endpoint_secret (endpoint_id, key) VALUES ($1, $2)")
@@ -262,7 +269,8 @@ pub async fn save(pool: &PgPool, id: &str, f: &EndpointFields) -> ApiResult<Endp
          disabled_reason = CASE WHEN NOT $6 THEN NULL WHEN disabled THEN disabled_reason ELSE $7 END, \
          disabled_at = CASE WHEN NOT $6 THEN NULL WHEN disabled THEN disabled_at ELSE now() END, \
          first_failure_at = CASE WHEN NOT $6 AND disabled THEN NULL ELSE first_failure_at END, \
-         disabled = $6, event_types = $8, channels = $9, metadata = $10, version = version + 1, updated_at = now() \
+         disabled = $6, event_types = $8, channels = $9, metadata = $10, ordered = $11, \
+         ordered_on_dead = $12, version = version + 1, updated_at = now() \
          WHERE id = $1 RETURNING {COLUMNS}"
     );
     sqlx::query_as(&sql)
@@ -276,6 +284,8 @@ pub async fn save(pool: &PgPool, id: &str, f: &EndpointFields) -> ApiResult<Endp
         .bind(&f.event_types)
         .bind(&f.channels)
         .bind(Db(&f.metadata))
+        .bind(f.ordered)
+        .bind(f.ordered_on_dead)
         .fetch_optional(pool)
         .await?
         .ok_or_else(|| ApiError::not_found("endpoint"))

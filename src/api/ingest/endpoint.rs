@@ -99,6 +99,8 @@ impl IngestEndpointUpsertIn {
             event_types: None,
             channels: None,
             metadata: self.metadata,
+            ordered: false,
+            ordered_on_dead: Default::default(),
         }
     }
 }

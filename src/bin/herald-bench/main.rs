@@ -14,6 +14,7 @@ mod client;
 mod delivery;
 mod endpoints;
 mod inbound;
+mod ordered;
 mod pages;
 mod pgcount;
 mod receiver;
@@ -158,6 +159,15 @@ enum Scenario {
         #[arg(long, default_value_t = 32)]
         clients: usize,
     },
+    /// An ordered endpoint's throughput (one delivery at a time, so bounded by the round
+    /// trip) beside unordered endpoints', every receiver answering after 1 ms.
+    Ordered {
+        #[arg(long, default_value_t = 5000)]
+        messages: usize,
+        /// Unordered endpoints beside it.
+        #[arg(long, default_value_t = 4)]
+        unordered: usize,
+    },
     /// How long the dashboard's pages take on a busy hour (the overview's charts read the
     /// attempt log; the dead-letter pages count and list).
     Pages {
@@ -229,6 +239,10 @@ async fn run_one(cli: &Cli, scenario: &Scenario) -> anyhow::Result<serde_json::V
             seconds,
             clients,
         } => inbound::latency(cli, &bench, rate, seconds, clients).await,
+        Scenario::Ordered {
+            messages,
+            unordered,
+        } => ordered::ordered(cli, &bench, messages, unordered).await,
         Scenario::Pages {
             attempts,
             endpoints,

@@ -110,6 +110,7 @@ impl Receiver {
                 .app_data(web::PayloadConfig::new(4 << 20))
                 .route("/hook/{label}", web::post().to(hook))
                 .route("/hang/{label}", web::post().to(hang))
+                .route("/slow/{label}", web::post().to(slow))
         })
         .workers(workers)
         .max_connections(100_000)
@@ -135,6 +136,11 @@ impl Receiver {
     /// The URL of `label` on the `host`-th address (modulo how many there are).
     pub fn url_on(&self, host: usize, label: &str) -> String {
         format!("{}/hook/{label}", self.bases[host % self.bases.len()])
+    }
+
+    /// A receiver that answers after 1 ms (a receiver's own work, on a fast network).
+    pub fn slow_url(&self, label: &str) -> String {
+        format!("{}/slow/{label}", self.bases[0])
     }
 
     pub fn hanging_url(&self, label: &str) -> String {
@@ -168,6 +174,16 @@ impl Receiver {
     pub async fn stop(self) {
         self.handle.stop(false).await;
     }
+}
+
+async fn slow(
+    req: HttpRequest,
+    label: web::Path<String>,
+    body: web::Bytes,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
+    actix_rt::time::sleep(Duration::from_millis(1)).await;
+    hook(req, label, body, shared).await
 }
 
 async fn hook(

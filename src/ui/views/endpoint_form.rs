@@ -100,6 +100,9 @@ impl EndpointForm {
             event_types: self.event_types(existing, offered),
             channels: (!channels.is_empty()).then_some(channels),
             metadata: existing.map(|e| e.metadata.0.clone()).unwrap_or_default(),
+            // Not on the form: kept as they are.
+            ordered: existing.is_some_and(|e| e.ordered),
+            ordered_on_dead: existing.map(|e| e.ordered_on_dead).unwrap_or_default(),
         };
         Ok((fields, headers))
     }
@@ -188,6 +191,8 @@ mod tests {
             disabled_reason: None,
             disabled_at: None,
             callback: false,
+            ordered: false,
+            ordered_on_dead: Default::default(),
         };
         let offered = vec!["order.paid".to_string(), "order.created".to_string()];
         // Unchecking the one visible type keeps the hidden one (never "every type").
