@@ -1,7 +1,7 @@
 //! Inbound webhooks over HTTP: Svix's Ingest API at `/ingest/api/v1` (sources, their
 //! endpoints, their logs) and the route providers call, `/ingest/{token}`.
 //!
-//! * [`source`]: sources (CRUD, token rotation).
+//! * [`source`]: sources (CRUD, token rotation; their shapes, rows and queries in `source::model`).
 //! * [`endpoint`]: a source's endpoints (the endpoints of its application).
 //! * [`events`]: what arrived (Herald's event list; Svix's log of refusals).
 //! * [`receive`]: receiving: verify, write, answer.

@@ -1,10 +1,9 @@
-//! `/ingest/api/v1/source`: sources, as in Svix's Ingest API. A source's answer carries its
-//! `ingestUrl` (Herald's URL under the source's secret token) and, Herald's addition, when
-//! it last received an event.
+//! Sources as stored and as the API shows them: the request and answer shapes, the row,
+//! its checks and its queries (the handlers are in the parent module; the dashboard uses
+//! these too).
 
 use std::collections::BTreeMap;
 
-use actix_web::{delete, get, patch, post, put, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{types::Json as Db, PgPool};
@@ -13,26 +12,11 @@ use utoipa::{IntoParams, ToSchema};
 use crate::{
     access::token::random_secret,
     api::{
-        error::{ApiError, ApiResult, HttpErrorOut, ValidationErrorItem},
-        extract::Json,
+        error::{ApiError, ApiResult, ValidationErrorItem},
         pagination::{ListResponse, Ordering, Page, PageQuery},
-        portal_access::public_base,
     },
-    config::groups::Access,
     ingest::source::{ConfigProblem, SourceKind, SourceType},
 };
-
-use super::source_cache::SourceCache;
-
-pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    cfg.service(list)
-        .service(create)
-        .service(get)
-        .service(upsert)
-        .service(patch_source)
-        .service(delete_source)
-        .service(rotate_token);
-}
 
 /// The source a path names.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -73,11 +57,11 @@ pub struct IngestSourceIn {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IngestSourcePatch {
     #[schema(min_length = 2, max_length = 256)]
-    name: Option<String>,
+    pub(super) name: Option<String>,
     #[serde(default, deserialize_with = "crate::api::nullable")]
     #[schema(value_type = Option<String>, min_length = 1, max_length = 60, pattern = r"^(?!src_)[a-zA-Z0-9_-]+$")]
-    uid: Option<Option<String>>,
-    metadata: Option<BTreeMap<String, String>>,
+    pub(super) uid: Option<Option<String>>,
+    pub(super) metadata: Option<BTreeMap<String, String>>,
 }
 
 /// A source.
@@ -169,12 +153,13 @@ pub async fn find(pool: &PgPool, key: &str) -> ApiResult<SourceRow> {
         .ok_or_else(|| ApiError::not_found("source"))
 }
 
-fn invalid(p: ConfigProblem) -> ApiError {
+pub(super) fn invalid(p: ConfigProblem) -> ApiError {
     ApiError::Validation(vec![ValidationErrorItem::field(&p.field, p.msg)])
 }
 
 impl IngestSourceIn {
-    fn check(&self) -> ApiResult<SourceKind> {
+    /// Its type and settings, checked (422 naming the field otherwise).
+    pub(super) fn check(&self) -> ApiResult<SourceKind> {
         let mut problems = Vec::new();
         if !(2..=256).contains(&self.name.trim().chars().count()) {
             problems.push(ValidationErrorItem::field(
@@ -196,7 +181,7 @@ impl IngestSourceIn {
     }
 }
 
-fn check_uid(uid: &str) -> Option<ValidationErrorItem> {
+pub(super) fn check_uid(uid: &str) -> Option<ValidationErrorItem> {
     let shaped = !uid.is_empty()
         && uid.len() <= 60
         && !uid.starts_with("src_")
@@ -212,7 +197,11 @@ fn check_uid(uid: &str) -> Option<ValidationErrorItem> {
 }
 
 /// Makes a source and its application, in one statement.
-async fn insert(pool: &PgPool, input: &IngestSourceIn, kind: &SourceKind) -> ApiResult<SourceRow> {
+pub(super) async fn insert(
+    pool: &PgPool,
+    input: &IngestSourceIn,
+    kind: &SourceKind,
+) -> ApiResult<SourceRow> {
     let row: SourceRow = sqlx::query_as(
         "WITH sid AS (SELECT herald.new_id('src') AS id), \
          app AS (INSERT INTO herald.application (name, metadata) \
@@ -234,7 +223,12 @@ async fn insert(pool: &PgPool, input: &IngestSourceIn, kind: &SourceKind) -> Api
 }
 
 /// Rewrites a source's fields (and its application's name).
-async fn save(pool: &PgPool, id: &str, input: &IngestSourceIn, kind: &SourceKind) -> ApiResult<()> {
+pub(super) async fn save(
+    pool: &PgPool,
+    id: &str,
+    input: &IngestSourceIn,
+    kind: &SourceKind,
+) -> ApiResult<()> {
     sqlx::query(
         "WITH s AS (UPDATE herald.ingest_source SET name = $2, uid = $3, type = $4, config = $5, \
                     metadata = $6, updated_at = now() WHERE id = $1 RETURNING app_id) \
@@ -264,7 +258,10 @@ pub async fn list_page(pool: &PgPool, q: &PageQuery) -> ApiResult<ListResponse<S
     }))
 }
 
-fn outs(rows: ListResponse<SourceRow>, base: &str) -> ApiResult<ListResponse<IngestSourceOut>> {
+pub(super) fn outs(
+    rows: ListResponse<SourceRow>,
+    base: &str,
+) -> ApiResult<ListResponse<IngestSourceOut>> {
     Ok(ListResponse {
         data: rows
             .data
@@ -275,186 +272,4 @@ fn outs(rows: ListResponse<SourceRow>, base: &str) -> ApiResult<ListResponse<Ing
         prev_iterator: rows.prev_iterator,
         done: rows.done,
     })
-}
-
-/// List sources.
-#[utoipa::path(
-    operation_id = "v1.ingest.source.list", tag = "Ingest Source", params(PageQuery),
-    responses((status = 200, description = "A page of sources", body = ListResponse<IngestSourceOut>))
-)]
-#[get("/source")]
-async fn list(
-    req: HttpRequest,
-    pool: web::Data<PgPool>,
-    access: web::Data<Access>,
-    q: web::Query<PageQuery>,
-) -> ApiResult<HttpResponse> {
-    let base = public_base(&req, &access);
-    Ok(HttpResponse::Ok().json(outs(list_page(&pool, &q).await?, &base)?))
-}
-
-/// Create a source.
-#[utoipa::path(
-    operation_id = "v1.ingest.source.create", tag = "Ingest Source", request_body = IngestSourceIn,
-    responses(
-        (status = 201, description = "Created", body = IngestSourceOut),
-        (status = 409, description = "The uid is taken", body = HttpErrorOut),
-    )
-)]
-#[post("/source")]
-async fn create(
-    req: HttpRequest,
-    pool: web::Data<PgPool>,
-    access: web::Data<Access>,
-    Json(input): Json<IngestSourceIn>,
-) -> ApiResult<HttpResponse> {
-    let kind = input.check()?;
-    let row = insert(&pool, &input, &kind).await?;
-    tracing::info!(source_id = %row.id, r#type = %row.r#type, "source created");
-    Ok(HttpResponse::Created().json(row.out(&public_base(&req, &access))?))
-}
-
-/// Get a source.
-#[utoipa::path(
-    operation_id = "v1.ingest.source.get", tag = "Ingest Source", params(SourcePath),
-    responses((status = 200, description = "The source", body = IngestSourceOut))
-)]
-#[get("/source/{source_id}")]
-async fn get(
-    req: HttpRequest,
-    pool: web::Data<PgPool>,
-    access: web::Data<Access>,
-    path: web::Path<SourcePath>,
-) -> ApiResult<HttpResponse> {
-    let row = find(&pool, &path.source_id).await?;
-    Ok(HttpResponse::Ok().json(row.out(&public_base(&req, &access))?))
-}
-
-/// Replace a source, or create it (201) when `{source_id}` is a uid not used yet.
-#[utoipa::path(
-    operation_id = "v1.ingest.source.upsert", tag = "Ingest Source",
-    params(SourcePath), request_body = IngestSourceIn,
-    responses(
-        (status = 200, description = "Replaced", body = IngestSourceOut),
-        (status = 201, description = "Created with this uid", body = IngestSourceOut),
-        (status = 409, description = "The new uid is taken", body = HttpErrorOut),
-    )
-)]
-#[put("/source/{source_id}")]
-async fn upsert(
-    req: HttpRequest,
-    pool: web::Data<PgPool>,
-    cache: web::Data<SourceCache>,
-    access: web::Data<Access>,
-    path: web::Path<SourcePath>,
-    Json(mut input): Json<IngestSourceIn>,
-) -> ApiResult<HttpResponse> {
-    let base = public_base(&req, &access);
-    match find(&pool, &path.source_id).await {
-        Ok(existing) => {
-            let kind = input.check()?;
-            save(&pool, &existing.id, &input, &kind).await?;
-            cache.forget(&existing.id);
-            Ok(HttpResponse::Ok().json(find(&pool, &existing.id).await?.out(&base)?))
-        }
-        Err(ApiError::NotFound(_)) if !path.source_id.starts_with("src_") => {
-            if let Some(problem) = check_uid(&path.source_id) {
-                return Err(ApiError::Validation(vec![problem]));
-            }
-            input.uid.get_or_insert_with(|| path.source_id.clone());
-            let kind = input.check()?;
-            let row = insert(&pool, &input, &kind).await?;
-            Ok(HttpResponse::Created().json(row.out(&base)?))
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// Change a source's name, uid or metadata.
-#[utoipa::path(
-    operation_id = "v1.ingest.source.patch", tag = "Ingest Source",
-    params(SourcePath), request_body = IngestSourcePatch,
-    responses(
-        (status = 200, description = "Changed", body = IngestSourceOut),
-        (status = 409, description = "The new uid is taken", body = HttpErrorOut),
-    )
-)]
-#[patch("/source/{source_id}")]
-async fn patch_source(
-    req: HttpRequest,
-    pool: web::Data<PgPool>,
-    cache: web::Data<SourceCache>,
-    access: web::Data<Access>,
-    path: web::Path<SourcePath>,
-    Json(p): Json<IngestSourcePatch>,
-) -> ApiResult<HttpResponse> {
-    let existing = find(&pool, &path.source_id).await?;
-    let merged = IngestSourceIn {
-        name: p.name.unwrap_or(existing.name.clone()),
-        uid: p.uid.unwrap_or(existing.uid.clone()),
-        metadata: p.metadata.unwrap_or(existing.metadata.0.clone()),
-        r#type: existing.r#type.clone(),
-        config: existing.config.0.clone(),
-    };
-    let kind = merged.check()?;
-    save(&pool, &existing.id, &merged, &kind).await?;
-    cache.forget(&existing.id);
-    let base = public_base(&req, &access);
-    Ok(HttpResponse::Ok().json(find(&pool, &existing.id).await?.out(&base)?))
-}
-
-/// Delete a source with its endpoints, events, messages and attempts.
-#[utoipa::path(
-    operation_id = "v1.ingest.source.delete", tag = "Ingest Source", params(SourcePath),
-    responses((status = 204, description = "Deleted"))
-)]
-#[delete("/source/{source_id}")]
-async fn delete_source(
-    pool: web::Data<PgPool>,
-    cache: web::Data<SourceCache>,
-    path: web::Path<SourcePath>,
-) -> ApiResult<HttpResponse> {
-    let source = find(&pool, &path.source_id).await?;
-    // Deleting its application deletes the source and everything of both.
-    sqlx::query("DELETE FROM herald.application WHERE id = $1")
-        .bind(&source.app_id)
-        .execute(pool.get_ref())
-        .await?;
-    cache.forget(&source.id);
-    Ok(HttpResponse::NoContent().finish())
-}
-
-/// The source's new URL.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RotateTokenOut {
-    #[schema(format = Uri)]
-    pub ingest_url: String,
-}
-
-/// Give a source a new URL: the old one answers 404 from now on.
-#[utoipa::path(
-    operation_id = "v1.ingest.source.rotate-token", tag = "Ingest Source", params(SourcePath),
-    responses((status = 200, description = "The new URL", body = RotateTokenOut))
-)]
-#[post("/source/{source_id}/token/rotate")]
-async fn rotate_token(
-    req: HttpRequest,
-    pool: web::Data<PgPool>,
-    cache: web::Data<SourceCache>,
-    access: web::Data<Access>,
-    path: web::Path<SourcePath>,
-) -> ApiResult<HttpResponse> {
-    let source = find(&pool, &path.source_id).await?;
-    let token = random_secret();
-    sqlx::query("UPDATE herald.ingest_source SET token = $2, updated_at = now() WHERE id = $1")
-        .bind(&source.id)
-        .bind(&token)
-        .execute(pool.get_ref())
-        .await?;
-    cache.forget(&source.id);
-    tracing::info!(source_id = %source.id, "source URL rotated");
-    Ok(HttpResponse::Ok().json(RotateTokenOut {
-        ingest_url: format!("{}/ingest/{token}", public_base(&req, &access)),
-    }))
 }
