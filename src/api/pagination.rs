@@ -137,6 +137,26 @@ impl<T> ListResponse<T> {
             done,
         }
     }
+
+    /// The same page with each item turned into another shape.
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> ListResponse<U> {
+        ListResponse {
+            data: self.data.into_iter().map(f).collect(),
+            iterator: self.iterator,
+            prev_iterator: self.prev_iterator,
+            done: self.done,
+        }
+    }
+
+    /// The same with a conversion that can fail (the first failure is the answer).
+    pub fn try_map<U, E>(self, f: impl FnMut(T) -> Result<U, E>) -> Result<ListResponse<U>, E> {
+        Ok(ListResponse {
+            data: self.data.into_iter().map(f).collect::<Result<_, E>>()?,
+            iterator: self.iterator,
+            prev_iterator: self.prev_iterator,
+            done: self.done,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -157,16 +157,7 @@ async fn list(
 ) -> ApiResult<HttpResponse> {
     let source = source::find(&pool, &path.source_id).await?;
     let page = endpoint::list_page(&pool, &source.app_id, &q, false).await?;
-    Ok(HttpResponse::Ok().json(ListResponse {
-        data: page
-            .data
-            .into_iter()
-            .map(IngestEndpointOut::from)
-            .collect::<Vec<_>>(),
-        iterator: page.iterator,
-        prev_iterator: page.prev_iterator,
-        done: page.done,
-    }))
+    Ok(HttpResponse::Ok().json(page.map(IngestEndpointOut::from)))
 }
 
 /// Create a source endpoint.

@@ -186,32 +186,23 @@ async fn list_log(
         outcome: Some(IngestOutcome::Rejected),
     };
     let events = list_page(&pool, &source.id, &page, &rejected).await?;
-    let data = events
-        .data
-        .into_iter()
-        .map(|e| IngestLogOut {
-            status_code: if e
-                .reason
-                .as_deref()
-                .is_some_and(|r| r.starts_with("missing header"))
-            {
-                400
-            } else {
-                401
-            },
-            error_text: e.reason.unwrap_or_default(),
-            id: e.id,
-            source_id: e.source_id,
-            headers: e.headers.0,
-            payload: e.body,
-            created_at: e.received_at,
-            updated_at: e.received_at,
-        })
-        .collect::<Vec<_>>();
-    Ok(HttpResponse::Ok().json(ListResponse {
-        data,
-        iterator: events.iterator,
-        prev_iterator: events.prev_iterator,
-        done: events.done,
-    }))
+    let data = events.map(|e| IngestLogOut {
+        status_code: if e
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("missing header"))
+        {
+            400
+        } else {
+            401
+        },
+        error_text: e.reason.unwrap_or_default(),
+        id: e.id,
+        source_id: e.source_id,
+        headers: e.headers.0,
+        payload: e.body,
+        created_at: e.received_at,
+        updated_at: e.received_at,
+    });
+    Ok(HttpResponse::Ok().json(data))
 }

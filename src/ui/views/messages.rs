@@ -188,24 +188,13 @@ async fn run(
             let list =
                 delivery_status::endpoint_messages_page(pool, &e.id, page, status, filter, false)
                     .await?;
-            map_list(list, |m| {
-                MessageRow::of(m.message, Some(delivery_badge(m.status)))
-            })
+            list.map(|m| MessageRow::of(m.message, Some(delivery_badge(m.status))))
         }
         Plan::All => {
             let list = message::list_page(pool, app_id, page, filter, false).await?;
-            map_list(list, |m| MessageRow::of(m, None))
+            list.map(|m| MessageRow::of(m, None))
         }
     })
-}
-
-fn map_list<T, U>(l: ListResponse<T>, f: impl Fn(T) -> U) -> ListResponse<U> {
-    ListResponse {
-        data: l.data.into_iter().map(f).collect(),
-        iterator: l.iterator,
-        prev_iterator: l.prev_iterator,
-        done: l.done,
-    }
 }
 
 pub async fn search(

@@ -262,14 +262,5 @@ pub(super) fn outs(
     rows: ListResponse<SourceRow>,
     base: &str,
 ) -> ApiResult<ListResponse<IngestSourceOut>> {
-    Ok(ListResponse {
-        data: rows
-            .data
-            .into_iter()
-            .map(|r| r.out(base))
-            .collect::<ApiResult<_>>()?,
-        iterator: rows.iterator,
-        prev_iterator: rows.prev_iterator,
-        done: rows.done,
-    })
+    rows.try_map(|r| r.out(base))
 }
