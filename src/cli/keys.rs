@@ -1,0 +1,78 @@
+//! `herald keys`: the key that seals secrets at rest ([`crate::keyring`]).
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use crate::{
+    config::Settings,
+    keyring::{
+        self,
+        sweep::{self, Scope},
+    },
+    startup,
+};
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Print a new key for HERALD_ENCRYPTION_KEY (base64 of 32 random bytes).
+    Generate,
+    /// Re-seal every stored secret that is not sealed with HERALD_ENCRYPTION_KEY (those of
+    /// HERALD_ENCRYPTION_OLD_KEYS, and plaintext), in batches, while Herald runs.
+    Rotate {
+        /// Rows per transaction.
+        #[arg(long, default_value_t = 500)]
+        batch: i64,
+    },
+}
+
+pub fn run(mut settings: Settings, command: KeysCommand) -> ExitCode {
+    match command {
+        KeysCommand::Generate => {
+            println!("{}", keyring::generate_key());
+            ExitCode::SUCCESS
+        }
+        KeysCommand::Rotate { batch } => {
+            if batch < 1 {
+                eprintln!("herald keys rotate: --batch must be at least 1");
+                return ExitCode::from(2);
+            }
+            let cluster = match crate::embedded_pg::start_if_wanted(&mut settings, true) {
+                Ok(cluster) => cluster,
+                Err(e) => return super::cluster_failed(e),
+            };
+            let result = actix_rt::System::new().block_on(rotate(&settings, batch));
+            drop(cluster);
+            super::report(result)
+        }
+    }
+}
+
+async fn rotate(settings: &Settings, batch: i64) -> anyhow::Result<()> {
+    let ring = keyring::from_settings(
+        settings.encryption.key(),
+        &settings.encryption.old_keys,
+        &settings.database.data_dir,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let pool = startup::tool_pool(settings).await?;
+    let swept = sweep::sweep(&pool, &ring, Scope::NotCurrent, batch).await;
+    pool.close().await;
+    let swept = swept?;
+    println!(
+        "re-sealed with key {}: {} endpoint secrets, {} application secrets, {} endpoints' headers, {} sources",
+        ring.current_id().unwrap_or("?"),
+        swept.endpoint_secrets,
+        swept.application_secrets,
+        swept.headers,
+        swept.sources
+    );
+    if swept.unreadable > 0 {
+        anyhow::bail!(
+            "{} values are sealed with a key this command was not given: add it to \
+             HERALD_ENCRYPTION_OLD_KEYS and run it again",
+            swept.unreadable
+        );
+    }
+    Ok(())
+}
