@@ -2,7 +2,8 @@
 #
 # Herald's image: a small Debian runtime with one static-ish binary, run as a non-root user.
 #   docker build -t herald .
-#   docker run -e HERALD_DATABASE_URL=postgres://... -e HERALD_API_TOKENS=... -p 8071:8071 herald
+#   docker run -e HERALD_DATABASE_URL=postgres://... -e HERALD_API_TOKENS=... \
+#     -e HERALD_ENCRYPTION_KEY=$(openssl rand -base64 32) -p 8071:8071 herald
 #   docker run --rm herald verify --secret whsec_... --id ... --timestamp ... --signature ... < body
 # or, with PostgreSQL, `docker compose up` (see docker-compose.yml and the README).
 

@@ -53,6 +53,12 @@ pub struct StateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClaimLabels {
+    /// `due` (the usual claim) or `ordered` (the heads of ordered endpoints).
+    pub claim: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PoolLabels {
     pub pool: &'static str,
     pub state: &'static str,
@@ -98,6 +104,7 @@ pub struct Metrics {
     registry: Registry,
     deliveries: Family<DeliveryLabels, Counter>,
     attempt_duration: Histogram,
+    claim_duration: Family<ClaimLabels, Histogram>,
     deferrals: Family<DeferralLabels, Counter>,
     circuit_state: Family<EndpointLabels, Gauge>,
     actor_restarts: Family<ActorLabels, Counter>,
@@ -128,6 +135,10 @@ impl Metrics {
             deliveries: Family::default(),
             // 5 ms to ~41 s: receivers answer in milliseconds; timeouts end at 30 s.
             attempt_duration: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
+            // 0.25 ms to ~4 s: a claim takes milliseconds; seconds mean trouble.
+            claim_duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.00025, 2.0, 15))
+            }),
             deferrals: Family::default(),
             circuit_state: Family::default(),
             actor_restarts: Family::default(),
@@ -154,6 +165,12 @@ impl Metrics {
             "Time from sending a request to having its answer (or error)",
             Unit::Seconds,
             m.attempt_duration.clone(),
+        );
+        registry.register_with_unit(
+            "claim_duration",
+            "Time of one claim query (due: the usual claim; ordered: the heads of ordered endpoints)",
+            Unit::Seconds,
+            m.claim_duration.clone(),
         );
         registry.register(
             "deferrals",
@@ -274,6 +291,14 @@ impl Metrics {
             self.attempt_duration
                 .observe(f64::from(attempt.duration_ms.max(0)) / 1000.0);
         }
+    }
+
+    /// One claim query took `took`.
+    pub fn record_claim(&self, ordered: bool, took: std::time::Duration) {
+        let claim = if ordered { "ordered" } else { "due" };
+        self.claim_duration
+            .get_or_create(&ClaimLabels { claim })
+            .observe(took.as_secs_f64());
     }
 
     pub fn record_deferral(&self, reason: DeferReason, endpoint: String) {

@@ -13,8 +13,13 @@ use utoipa_actix_web::AppExt;
 use crate::{
     access::{lockout::Lockout, Authenticator},
     api::{
-        health::Readiness, idempotency::KeyLock, message_create::MessageLimits, openapi::Document,
-        route_table::RouteTable, ApiConfig, Serving,
+        health::Readiness,
+        idempotency::KeyLock,
+        message_create::MessageLimits,
+        metrics::{QueueCache, Scrape},
+        openapi::Document,
+        route_table::RouteTable,
+        ApiConfig, Serving,
     },
     config::{ConfigError, Settings},
     dispatcher::{config::DispatcherConfig, Dispatcher},
@@ -30,6 +35,8 @@ pub struct Application {
         ServerHandle,
         actix_rt::task::JoinHandle<std::io::Result<()>>,
     )>,
+    /// `/metrics` on an address of its own (`HERALD_METRICS_LISTEN`), and its port.
+    metrics_server: Option<(crate::api::metrics::Running, u16)>,
     dispatcher: Option<Dispatcher>,
     pool: PgPool,
 }
@@ -48,12 +55,35 @@ impl Application {
             migrate_with(&settings.database.url, &pool).await?;
         }
 
+        // Partitions for the messages about to come (a worker's retention keeps them
+        // ahead; until then, or if this fails, rows go to the default partitions).
+        if let Err(error) =
+            crate::store::partitions::make_ahead(&pool, settings.retention.partition_interval).await
+        {
+            tracing::warn!(%error, "could not make the time partitions ahead; retention will retry");
+        }
+        let keyring = std::sync::Arc::new(
+            crate::keyring::from_settings(
+                settings.encryption.key(),
+                &settings.encryption.old_keys,
+                &settings.database.data_dir,
+            )
+            .map_err(|problem| ConfigError {
+                setting: "HERALD_ENCRYPTION_KEY".into(),
+                problem,
+            })?,
+        );
         let metrics = std::sync::Arc::new(Metrics::new());
         let owner = instance_name();
         publish_runtime_settings(&pool, &owner, &settings).await;
         let dispatcher = settings.process.role.runs_worker().then(|| {
-            let config =
-                DispatcherConfig::from_settings(&settings, owner.clone(), db, metrics.clone());
+            let config = DispatcherConfig::from_settings(
+                &settings,
+                owner.clone(),
+                db,
+                metrics.clone(),
+                keyring.clone(),
+            );
             Dispatcher::start(config)
         });
 
@@ -75,7 +105,8 @@ impl Application {
         };
         // Message creates and idempotency keys from every worker share one group commit
         // (its writers run only where the API does).
-        let writers = (serving == Serving::Api).then(|| web::Data::new(ApiWriters::start(&pool)));
+        let writers = (serving == Serving::Api)
+            .then(|| web::Data::new(ApiWriters::start(&pool, settings.api.batch_linger)));
         let document = crate::api::document(serving);
         let routes = web::Data::new(RouteTable::from_document(&document));
         let document = web::Data::new(Document(std::sync::Arc::new(
@@ -83,6 +114,14 @@ impl Application {
                 .to_json()
                 .context("serializing the OpenAPI document")?,
         )));
+        let readiness = Readiness {
+            dispatcher: dispatcher.clone(),
+            // Heartbeats are asked for every interval; allow a few to be late.
+            max_heartbeat_age: settings.supervision.heartbeat_interval * 3,
+            timeout: settings.database.timeout,
+        };
+        let queue_cache = web::Data::new(QueueCache::new(settings.process.metrics_cache));
+        let (metrics_for_scrapes, readiness_for_scrapes) = (metrics.clone(), readiness.clone());
         let api = std::sync::Arc::new(ApiConfig {
             authenticator: web::Data::new(Authenticator::new(
                 settings.api.tokens.clone(),
@@ -94,20 +133,23 @@ impl Application {
             access: settings.access.clone(),
             ingest: settings.ingest.clone(),
             circle_keys: web::Data::new(Default::default()),
-            sources: web::Data::new(Default::default()),
+            sources: web::Data::new(crate::api::ingest::source_cache::SourceCache::new(
+                keyring.clone(),
+            )),
             max_body_bytes: settings.api.max_payload_bytes,
             destinations: crate::destination::Policy::from_settings(&settings),
-            readiness: Readiness {
-                dispatcher: dispatcher.clone(),
-                // Heartbeats are asked for every interval; allow a few to be late.
-                max_heartbeat_age: settings.supervision.heartbeat_interval * 3,
-                timeout: settings.database.timeout,
-            },
+            readiness,
             metrics,
             messages: MessageLimits {
                 max_deliver_ahead: settings.api.max_deliver_ahead,
             },
             key_lock: KeyLock(settings.api.idempotency_lock),
+            scrape: match settings.process.metrics_listen {
+                Some(_) => Scrape::OperatorOnly,
+                None => Scrape::Open,
+            },
+            queue_cache: queue_cache.clone(),
+            keyring: web::Data::from(keyring.clone()),
         });
         let server = HttpServer::new(move || {
             let (api, writers) = (api.clone(), writers.clone());
@@ -142,10 +184,32 @@ impl Application {
         };
         tracing::info!(address = %settings.process.listen, port, serving = what, "listening");
         let server = Some((server.handle(), actix_rt::spawn(server)));
+        let metrics_server = match settings.process.metrics_listen {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr).map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot listen on {addr} for /metrics ({e}): set HERALD_METRICS_LISTEN \
+                         to a free address, or empty to serve /metrics on HERALD_LISTEN"
+                    )
+                })?;
+                let port = listener.local_addr()?.port();
+                tracing::info!(address = %addr, port, serving = "metrics", "listening");
+                let running = crate::api::metrics::serve_alone(
+                    listener,
+                    metrics_for_scrapes,
+                    pool.clone(),
+                    readiness_for_scrapes,
+                    queue_cache,
+                )?;
+                Some((running, port))
+            }
+            None => None,
+        };
 
         Ok(Application {
             port,
             server,
+            metrics_server,
             dispatcher,
             pool,
         })
@@ -154,6 +218,11 @@ impl Application {
     /// The HTTP port (useful when bound to port 0).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of `/metrics`'s own listener, when it has one.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_server.as_ref().map(|(_, port)| *port)
     }
 
     pub fn dispatcher(&self) -> Option<&Dispatcher> {
@@ -188,6 +257,9 @@ impl Application {
     /// (draining in-flight work), and closes the database pool.
     pub async fn shutdown(&self) {
         if let Some((handle, _)) = &self.server {
+            handle.stop(true).await;
+        }
+        if let Some(((handle, _), _)) = &self.metrics_server {
             handle.stop(true).await;
         }
         if let Some(d) = &self.dispatcher {
@@ -243,7 +315,14 @@ fn database_options(settings: &Settings) -> anyhow::Result<PgConnectOptions> {
         setting: "HERALD_DATABASE_URL".into(),
         problem: format!("not a PostgreSQL URL: {e}"),
     })?;
-    Ok(db.application_name("herald"))
+    // No JIT compilation: Herald's statements are short, by key or through a partial index,
+    // and the sessions that plan with `enable_seqscan = off` (`store::index_driven`) give a
+    // scan no index serves a cost of 10^10, far past `jit_above_cost`, so PostgreSQL's
+    // default `jit = on` compiled and optimized such a statement with LLVM on every
+    // execution: the reaper's look at a 4-row endpoint table and its queue sample kept two
+    // backends 30 % busy, and three instances delivering 20,000 messages in the fault tests
+    // fell from thousands per second to about 50 (gdb: the time in LLVM's passes).
+    Ok(db.application_name("herald").options([("jit", "off")]))
 }
 
 /// A first run against a fresh PostgreSQL should just work: create the database when it

@@ -24,6 +24,7 @@ use crate::{
     config::groups::Pool,
     delivery::{budget::InFlightBudget, DeferReason, Disposition, Job, Outcome},
     store::{db_backoff, Store, WAKE_CHANNEL},
+    telemetry::trace,
 };
 
 #[derive(Clone)]
@@ -34,6 +35,10 @@ pub struct ClaimerConfig {
     pub pool: Pool,
     /// How often the due backlog is counted for the health line.
     pub backlog_interval: Duration,
+    /// Traces are on: each claim is a span, the parent of its deliveries' attempts.
+    pub traces: bool,
+    /// Where claim times go (`herald_claim_duration_seconds`).
+    pub metrics: crate::metrics::SharedMetrics,
 }
 
 pub struct Claimer {
@@ -116,16 +121,21 @@ impl Claimer {
         self.claim_token = Some(token);
         let (limit, skip) = (plan.limit, plan.skip);
         self.claim_ordered(ctx, &skip);
+        let traced = self.config.traces;
         let claim = async move {
             store
-                .claim_with_token(token, &owner, limit, lease, &skip)
+                .claim_with_token(token, &owner, limit, lease, &skip, traced)
                 .await
         };
         ctx.spawn(claim.into_actor(self).map(move |result, act, ctx| {
             act.claim_started = None;
             act.claim_token = None;
             match result {
-                Ok(claimed) => {
+                Ok(mut claimed) => {
+                    act.config.metrics.record_claim(false, now.elapsed());
+                    if traced {
+                        trace::claimed(false, now.elapsed(), &mut claimed.jobs);
+                    }
                     act.retry.reset();
                     // Due rows were left behind (a batch's worth or more, or the other half of
                     // a short claim): claim again at once rather than wait for a tick. A claim
@@ -163,11 +173,21 @@ impl Claimer {
         let store = self.store.clone();
         let (owner, lease) = (self.config.owner.clone(), self.config.pool.lease_duration);
         let skip = skip.to_vec();
-        let claim = async move { store.claim_ordered(token, &owner, lease, &skip).await };
-        ctx.spawn(claim.into_actor(self).map(|result, act, _| {
+        let traced = self.config.traces;
+        let started = Instant::now();
+        let claim = async move {
+            store
+                .claim_ordered(token, &owner, lease, &skip, traced)
+                .await
+        };
+        ctx.spawn(claim.into_actor(self).map(move |result, act, _| {
             act.ordered_claim = None;
             match result {
-                Ok(claimed) => {
+                Ok(mut claimed) => {
+                    act.config.metrics.record_claim(true, started.elapsed());
+                    if traced {
+                        trace::claimed(true, started.elapsed(), &mut claimed.jobs);
+                    }
                     // Bounded: a lease that expires unsettled (its outcome never written)
                     // leaves its id here; the set is cleared rather than let it grow.
                     if act.ordered_in_flight.len() > 10_000 {

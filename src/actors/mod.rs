@@ -60,14 +60,16 @@ pub struct PauseEndpoint {
 #[rtype(result = "()")]
 pub struct Record(pub Outcome);
 
-/// To the recorder: an endpoint's circuit breaker changed state (the API shows it).
-#[derive(Message, Debug)]
+/// To the recorder: an endpoint's circuit breaker changed state (the API shows it), and
+/// the operational event that is, if any.
+#[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
 pub struct CircuitChanged {
     pub endpoint_id: String,
     pub state: &'static str,
     pub failures: u32,
     pub until: Option<chrono::DateTime<chrono::Utc>>,
+    pub event: Option<crate::operational::EventType>,
 }
 
 /// To the claimer: these deliveries' outcomes are in the database; their leases are no

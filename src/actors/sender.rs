@@ -25,7 +25,9 @@ use crate::{
         DeferReason, Disposition, Job, Outcome,
     },
     retry::RetryPolicy,
+    telemetry::trace,
 };
+use tracing::Instrument;
 
 /// How long a delivery whose processing panicked waits before it is tried again.
 const PANIC_BACKOFF: Duration = Duration::from_secs(1);
@@ -40,6 +42,10 @@ pub struct SenderConfig {
     /// itself after every N attempted deliveries, so that tests can watch its restarts.
     pub faults: crate::config::groups::Faults,
     pub metrics: crate::metrics::SharedMetrics,
+    /// Traces are on: each attempt is a span.
+    pub traces: bool,
+    /// Each attempt's `traceparent` goes to the receiver.
+    pub send_traceparent: bool,
 }
 
 pub struct Sender {
@@ -115,8 +121,20 @@ impl Sender {
         };
         let policy = self.config.policy.clone();
         let fault = self.config.faults.panic_one_in;
+        let span = self.config.traces.then(|| trace::attempt_span(&job));
+        let traceparent = match (&span, self.config.send_traceparent) {
+            (Some(span), true) => trace::traceparent_of(span),
+            _ => None,
+        };
+        let instrument = span.clone().unwrap_or_else(tracing::Span::none);
         let work = async move {
-            let run = AssertUnwindSafe(pipeline::deliver(&job, &http, &policy, fault));
+            let run = AssertUnwindSafe(pipeline::deliver(
+                &job,
+                &http,
+                &policy,
+                fault,
+                traceparent.as_deref(),
+            ));
             match run.catch_unwind().await {
                 Ok(outcome) => outcome,
                 Err(panic) => {
@@ -132,8 +150,12 @@ impl Sender {
                     )
                 }
             }
-        };
-        ctx.spawn(work.into_actor(self).map(|outcome, act, ctx| {
+        }
+        .instrument(instrument);
+        ctx.spawn(work.into_actor(self).map(move |outcome, act, ctx| {
+            if let Some(span) = &span {
+                trace::attempted(span, &outcome);
+            }
             let endpoint = outcome.endpoint_id.clone();
             let attempted = outcome.attempt.is_some();
             let success = outcome.disposition == Disposition::Succeeded;
@@ -222,6 +244,7 @@ impl Sender {
             state: t.to.name(),
             failures: t.failures,
             until,
+            event: crate::operational::alert::circuit(&t),
         });
     }
 

@@ -17,7 +17,10 @@ use super::{
     paths::AppPath,
     validate::{self, Problems},
 };
-use crate::store::string_map::StringMap;
+use crate::{
+    keyring::Keyring,
+    store::{signing_secret::seal_application_secrets, string_map::StringMap},
+};
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(list)
@@ -84,9 +87,11 @@ pub struct ApplicationPatch {
 const COLUMNS: &str = "id, uid, name, metadata, created_at, updated_at";
 
 /// The application an `{app_id}` path segment names: its id, or its uid (the id wins).
+/// Herald's own application of operational events is none of these (it is reached through
+/// `/api/v1/operational-webhook` only), nor in the lists below.
 pub async fn find(pool: &PgPool, key: &str) -> ApiResult<Option<ApplicationOut>> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM herald.application WHERE id = $1 OR uid = $1 \
+        "SELECT {COLUMNS} FROM herald.application WHERE (id = $1 OR uid = $1) AND NOT operational \
          ORDER BY id = $1 DESC LIMIT 1"
     );
     Ok(sqlx::query_as(&sql).bind(key).fetch_optional(pool).await?)
@@ -95,7 +100,8 @@ pub async fn find(pool: &PgPool, key: &str) -> ApiResult<Option<ApplicationOut>>
 /// The id of the application named by `key`, or 404.
 pub async fn resolve(pool: &PgPool, key: &str) -> ApiResult<String> {
     let id: Option<String> = sqlx::query_scalar(
-        "SELECT id FROM herald.application WHERE id = $1 OR uid = $1 ORDER BY id = $1 DESC LIMIT 1",
+        "SELECT id FROM herald.application WHERE (id = $1 OR uid = $1) AND NOT operational \
+         ORDER BY id = $1 DESC LIMIT 1",
     )
     .bind(key)
     .fetch_optional(pool)
@@ -103,16 +109,25 @@ pub async fn resolve(pool: &PgPool, key: &str) -> ApiResult<String> {
     id.ok_or_else(|| ApiError::not_found("application"))
 }
 
-pub async fn insert(pool: &PgPool, input: &ApplicationIn) -> ApiResult<ApplicationOut> {
+/// Makes an application (with its signing secret, sealed).
+pub async fn insert(
+    pool: &PgPool,
+    ring: &Keyring,
+    input: &ApplicationIn,
+) -> ApiResult<ApplicationOut> {
     let sql = format!(
         "INSERT INTO herald.application (uid, name, metadata) VALUES ($1, $2, $3) RETURNING {COLUMNS}"
     );
-    Ok(sqlx::query_as(&sql)
+    let mut tx = pool.begin().await?;
+    let app: ApplicationOut = sqlx::query_as(&sql)
         .bind(&input.uid)
         .bind(&input.name)
         .bind(Db(&input.metadata))
-        .fetch_one(pool)
-        .await?)
+        .fetch_one(&mut *tx)
+        .await?;
+    seal_application_secrets(&mut tx, ring, &app.id).await?;
+    tx.commit().await?;
+    Ok(app)
 }
 
 async fn save(pool: &PgPool, id: &str, input: &ApplicationIn) -> ApiResult<ApplicationOut> {
@@ -133,7 +148,12 @@ async fn save(pool: &PgPool, id: &str, input: &ApplicationIn) -> ApiResult<Appli
 /// The application a path names (a uid), created from `new_app` (a message's or a portal
 /// access's `application`); the one a concurrent request created meanwhile if it won the
 /// race.
-pub async fn get_or_create(pool: &PgPool, key: &str, new_app: &ApplicationIn) -> ApiResult<String> {
+pub async fn get_or_create(
+    pool: &PgPool,
+    ring: &Keyring,
+    key: &str,
+    new_app: &ApplicationIn,
+) -> ApiResult<String> {
     // An id names an application that exists or not; a uid can be given to a new one.
     if validate::looks_like_id(key) {
         return Err(ApiError::not_found("application"));
@@ -141,7 +161,7 @@ pub async fn get_or_create(pool: &PgPool, key: &str, new_app: &ApplicationIn) ->
     new_app.validate("application.")?;
     let mut new_app = new_app.clone();
     let uid = new_app.uid.get_or_insert_with(|| key.to_string()).clone();
-    match insert(pool, &new_app).await {
+    match insert(pool, ring, &new_app).await {
         Ok(app) => Ok(app.id),
         Err(ApiError::Conflict(_)) => resolve(pool, &uid).await,
         Err(e) => Err(e),
@@ -152,7 +172,7 @@ pub async fn get_or_create(pool: &PgPool, key: &str, new_app: &ApplicationIn) ->
 pub async fn list_page(pool: &PgPool, q: &PageQuery) -> ApiResult<ListResponse<ApplicationOut>> {
     let page = Page::new(q, Ordering::Ascending)?;
     let mut qb = sqlx::QueryBuilder::new(format!(
-        "SELECT {COLUMNS} FROM herald.application WHERE true"
+        "SELECT {COLUMNS} FROM herald.application WHERE NOT operational"
     ));
     page.push_to(&mut qb, "id");
     let rows = qb.build_query_as().fetch_all(pool).await?;
@@ -184,6 +204,7 @@ struct CreateQuery {
 #[post("/app")]
 async fn create(
     pool: web::Data<PgPool>,
+    ring: web::Data<Keyring>,
     q: web::Query<CreateQuery>,
     Json(input): Json<ApplicationIn>,
 ) -> ApiResult<HttpResponse> {
@@ -195,7 +216,7 @@ async fn create(
             }
         }
     }
-    match insert(&pool, &input).await {
+    match insert(&pool, &ring, &input).await {
         Ok(app) => Ok(HttpResponse::Created().json(app)),
         // Lost a race with a concurrent get-or-create of the same uid.
         Err(ApiError::Conflict(_)) if q.get_if_exists => {
@@ -246,6 +267,7 @@ async fn get(pool: web::Data<PgPool>, path: web::Path<AppPath>) -> ApiResult<Htt
 #[put("/app/{app_id}")]
 async fn update(
     pool: web::Data<PgPool>,
+    ring: web::Data<Keyring>,
     path: web::Path<AppPath>,
     Json(mut input): Json<ApplicationIn>,
 ) -> ApiResult<HttpResponse> {
@@ -258,7 +280,7 @@ async fn update(
         None => {
             validate::uid("uid", key).map_err(|e| ApiError::Validation(vec![e]))?;
             input.uid.get_or_insert_with(|| key.clone());
-            Ok(HttpResponse::Created().json(insert(&pool, &input).await?))
+            Ok(HttpResponse::Created().json(insert(&pool, &ring, &input).await?))
         }
     }
 }

@@ -12,7 +12,7 @@ use super::{
     extract::OptionalJson,
     paths::AppPath,
 };
-use crate::store::signing_secret::SecretOwner;
+use crate::{keyring::Keyring, store::signing_secret::SecretOwner};
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(get_secret).service(rotate_secret);
@@ -26,9 +26,13 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     responses((status = 200, description = "The current secret", body = SecretOut))
 )]
 #[get("/app/{app_id}/secret")]
-async fn get_secret(pool: web::Data<PgPool>, path: web::Path<AppPath>) -> ApiResult<HttpResponse> {
+async fn get_secret(
+    pool: web::Data<PgPool>,
+    ring: web::Data<Keyring>,
+    path: web::Path<AppPath>,
+) -> ApiResult<HttpResponse> {
     let app_id = application::resolve(&pool, &path.app_id).await?;
-    let secret = current_of(&pool, SecretOwner::Application(&app_id)).await?;
+    let secret = current_of(&pool, &ring, SecretOwner::Application(&app_id)).await?;
     Ok(HttpResponse::Ok().json(SecretOut {
         key: secret.expose(),
     }))
@@ -45,12 +49,14 @@ async fn get_secret(pool: web::Data<PgPool>, path: web::Path<AppPath>) -> ApiRes
 #[post("/app/{app_id}/secret/rotate")]
 async fn rotate_secret(
     pool: web::Data<PgPool>,
+    ring: web::Data<Keyring>,
     path: web::Path<AppPath>,
     OptionalJson(body): OptionalJson<RotateIn>,
 ) -> ApiResult<HttpResponse> {
     let app_id = application::resolve(&pool, &path.app_id).await?;
     let input = body.unwrap_or_default();
-    let secret = rotate_of_as_asked(&pool, SecretOwner::Application(&app_id), &input).await?;
+    let secret =
+        rotate_of_as_asked(&pool, &ring, SecretOwner::Application(&app_id), &input).await?;
     Ok(HttpResponse::Ok().json(SecretOut {
         key: secret.expose(),
     }))

@@ -91,6 +91,26 @@ pub fn client_address(req: &HttpRequest) -> IpAddr {
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
+/// Requires an operator token of `req` (outside [`require_token`]: `/metrics` on the API's
+/// port when metrics have a listener of their own).
+pub async fn operator(req: &HttpRequest) -> Result<(), ApiError> {
+    let (auth, pool, _) = state(req)?;
+    let client = client_address(req);
+    auth.check_address(client).map_err(refused)?;
+    let presented = bearer(req.headers())?;
+    match auth
+        .authenticate(&pool, client, presented)
+        .await
+        .map_err(refused)?
+    {
+        Principal::Operator(_) => Ok(()),
+        Principal::Application(grant) => Err(ApiError::Forbidden(format!(
+            "this token is limited to application {}; /metrics needs an operator token",
+            grant.app_id
+        ))),
+    }
+}
+
 pub fn refused(r: Refused) -> ApiError {
     match r {
         Refused::LockedOut(wait) => ApiError::TooManyRequests(r.to_string(), wait),

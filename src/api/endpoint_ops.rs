@@ -288,8 +288,8 @@ async fn enable(pool: web::Data<PgPool>, path: web::Path<EndpointPath>) -> ApiRe
 /// Enables `e`, clearing why it was disabled and its failure streak.
 pub async fn enable_endpoint(pool: &PgPool, e: &EndpointOut) -> ApiResult<EndpointOut> {
     let sql = format!(
-        "UPDATE herald.endpoint SET disabled = false, disabled_reason = NULL, disabled_at = NULL, \
-         first_failure_at = NULL, updated_at = now() \
+        "UPDATE herald.endpoint SET disabled = false, disabled_reason = NULL, disabled_cause = NULL, \
+         disabled_at = NULL, first_failure_at = NULL, updated_at = now() \
          WHERE id = $1 RETURNING {COLUMNS}"
     );
     let out: EndpointOut = sqlx::query_as(&sql)

@@ -15,6 +15,7 @@ use super::{
     validate,
 };
 use crate::{
+    keyring::{is_sensitive_header, Keyring, Purpose},
     signing::Secret,
     store::{
         signing_secret::{self, SecretOwner},
@@ -50,12 +51,13 @@ pub struct SecretOut {
 #[get("/app/{app_id}/endpoint/{endpoint_id}/secret")]
 async fn get_secret(
     pool: web::Data<PgPool>,
+    ring: web::Data<Keyring>,
     path: web::Path<EndpointPath>,
 ) -> ApiResult<HttpResponse> {
     let (_, e) = endpoint::resolve(&pool, &path).await?;
     signs_with_its_own(&e)?;
     Ok(HttpResponse::Ok().json(SecretOut {
-        key: current(&pool, &e.id).await?.expose(),
+        key: current(&pool, &ring, &e.id).await?.expose(),
     }))
 }
 
@@ -72,13 +74,17 @@ fn signs_with_its_own(e: &endpoint::EndpointOut) -> ApiResult<()> {
 }
 
 /// An endpoint's current signing secret.
-pub async fn current(pool: &PgPool, endpoint_id: &str) -> ApiResult<Secret> {
-    current_of(pool, SecretOwner::Endpoint(endpoint_id)).await
+pub async fn current(pool: &PgPool, ring: &Keyring, endpoint_id: &str) -> ApiResult<Secret> {
+    current_of(pool, ring, SecretOwner::Endpoint(endpoint_id)).await
 }
 
 /// The current signing secret of an endpoint or an application.
-pub async fn current_of(pool: &PgPool, owner: SecretOwner<'_>) -> ApiResult<Secret> {
-    let key = signing_secret::current(pool, owner)
+pub async fn current_of(
+    pool: &PgPool,
+    ring: &Keyring,
+    owner: SecretOwner<'_>,
+) -> ApiResult<Secret> {
+    let key = signing_secret::current(pool, ring, owner)
         .await?
         .ok_or_else(|| ApiError::not_found("signing secret"))?;
     Secret::from_bytes(key).map_err(|e| ApiError::Internal(e.into()))
@@ -107,13 +113,14 @@ pub struct RotateIn {
 #[post("/app/{app_id}/endpoint/{endpoint_id}/secret/rotate")]
 async fn rotate_secret(
     pool: web::Data<PgPool>,
+    ring: web::Data<Keyring>,
     path: web::Path<EndpointPath>,
     OptionalJson(body): OptionalJson<RotateIn>,
 ) -> ApiResult<HttpResponse> {
     let input = body.unwrap_or_default();
     let (_, e) = endpoint::resolve(&pool, &path).await?;
     signs_with_its_own(&e)?;
-    let secret = rotate_as_asked(&pool, &e.id, &input).await?;
+    let secret = rotate_as_asked(&pool, &ring, &e.id, &input).await?;
     Ok(HttpResponse::Ok().json(SecretOut {
         key: secret.expose(),
     }))
@@ -122,15 +129,17 @@ async fn rotate_secret(
 /// A rotation as a request asks for it: its key (or a new one) and grace period, checked.
 pub async fn rotate_as_asked(
     pool: &PgPool,
+    ring: &Keyring,
     endpoint_id: &str,
     input: &RotateIn,
 ) -> ApiResult<Secret> {
-    rotate_of_as_asked(pool, SecretOwner::Endpoint(endpoint_id), input).await
+    rotate_of_as_asked(pool, ring, SecretOwner::Endpoint(endpoint_id), input).await
 }
 
 /// The same for an endpoint or an application.
 pub async fn rotate_of_as_asked(
     pool: &PgPool,
+    ring: &Keyring,
     owner: SecretOwner<'_>,
     input: &RotateIn,
 ) -> ApiResult<Secret> {
@@ -145,7 +154,7 @@ pub async fn rotate_of_as_asked(
             format!("must be between 0 and {MAX_GRACE_SECONDS}"),
         ));
     }
-    if !signing_secret::rotate(pool, owner, secret.as_bytes(), grace).await? {
+    if !signing_secret::rotate(pool, ring, owner, secret.as_bytes(), grace).await? {
         return Err(ApiError::not_found("signing secret"));
     }
     Ok(secret)
@@ -155,12 +164,14 @@ pub async fn rotate_of_as_asked(
 /// for `grace_seconds`.
 pub async fn rotate(
     pool: &PgPool,
+    ring: &Keyring,
     endpoint_id: &str,
     secret: &Secret,
     grace_seconds: i64,
 ) -> ApiResult<()> {
     let rotated = signing_secret::rotate(
         pool,
+        ring,
         SecretOwner::Endpoint(endpoint_id),
         secret.as_bytes(),
         grace_seconds,
@@ -197,24 +208,76 @@ pub struct HeadersPatchIn {
     delete_headers: Vec<String>,
 }
 
-pub async fn load_headers(pool: &PgPool, endpoint_id: &str) -> ApiResult<BTreeMap<String, String>> {
+/// An endpoint's custom headers, their values opened.
+pub async fn load_headers(
+    pool: &PgPool,
+    ring: &Keyring,
+    endpoint_id: &str,
+) -> ApiResult<BTreeMap<String, String>> {
     let h: StringMap = sqlx::query_scalar("SELECT headers FROM herald.endpoint WHERE id = $1")
         .bind(endpoint_id)
         .fetch_optional(pool)
         .await?
         .ok_or_else(|| ApiError::not_found("endpoint"))?;
-    Ok(h.0)
+    open_headers(ring, h.0)
+}
+
+/// Header values as stored, opened.
+pub fn open_headers(
+    ring: &Keyring,
+    stored: BTreeMap<String, String>,
+) -> ApiResult<BTreeMap<String, String>> {
+    stored
+        .into_iter()
+        .map(|(name, value)| {
+            let value = ring
+                .open_str(Purpose::HeaderValue, &value)
+                .map_err(|e| ApiError::Internal(anyhow::anyhow!("header {name}: {e}")))?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
+/// Header values sealed, as they are stored.
+pub fn seal_headers(
+    ring: &Keyring,
+    headers: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    headers
+        .iter()
+        .map(|(name, value)| (name.clone(), ring.seal_str(Purpose::HeaderValue, value)))
+        .collect()
+}
+
+/// An endpoint's custom headers as the API shows them: credentials (by name:
+/// [`crate::keyring::is_sensitive_header`]) are named under `sensitive`, without their
+/// values, as Svix does.
+pub async fn headers_out(
+    pool: &PgPool,
+    ring: &Keyring,
+    endpoint_id: &str,
+) -> ApiResult<HeadersOut> {
+    let (sensitive, shown): (BTreeMap<_, _>, BTreeMap<_, _>) =
+        load_headers(pool, ring, endpoint_id)
+            .await?
+            .into_iter()
+            .partition(|(name, _)| is_sensitive_header(name));
+    Ok(HeadersOut {
+        headers: shown,
+        sensitive: sensitive.into_keys().collect(),
+    })
 }
 
 pub async fn store_headers(
     pool: &PgPool,
+    ring: &Keyring,
     endpoint_id: &str,
     headers: &BTreeMap<String, String>,
 ) -> ApiResult<()> {
     validate::headers("headers", headers).map_err(|e| ApiError::Validation(vec![e]))?;
     sqlx::query("UPDATE herald.endpoint SET headers = $2, updated_at = now() WHERE id = $1")
         .bind(endpoint_id)
-        .bind(Db(headers))
+        .bind(Db(seal_headers(ring, headers)))
         .execute(pool)
         .await?;
     Ok(())
@@ -229,14 +292,11 @@ pub async fn store_headers(
 #[get("/app/{app_id}/endpoint/{endpoint_id}/headers")]
 async fn get_headers(
     pool: web::Data<PgPool>,
+    ring: web::Data<Keyring>,
     path: web::Path<EndpointPath>,
 ) -> ApiResult<HttpResponse> {
     let (_, e) = endpoint::resolve(&pool, &path).await?;
-    let headers = load_headers(&pool, &e.id).await?;
-    Ok(HttpResponse::Ok().json(HeadersOut {
-        headers,
-        sensitive: vec![],
-    }))
+    Ok(HttpResponse::Ok().json(headers_out(&pool, &ring, &e.id).await?))
 }
 
 /// Replace an endpoint's custom headers.
@@ -249,11 +309,12 @@ async fn get_headers(
 #[put("/app/{app_id}/endpoint/{endpoint_id}/headers")]
 async fn update_headers(
     pool: web::Data<PgPool>,
+    ring: web::Data<Keyring>,
     path: web::Path<EndpointPath>,
     Json(input): Json<HeadersIn>,
 ) -> ApiResult<HttpResponse> {
     let (_, e) = endpoint::resolve(&pool, &path).await?;
-    store_headers(&pool, &e.id, &input.headers).await?;
+    store_headers(&pool, &ring, &e.id, &input.headers).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -267,11 +328,12 @@ async fn update_headers(
 #[patch("/app/{app_id}/endpoint/{endpoint_id}/headers")]
 async fn patch_headers(
     pool: web::Data<PgPool>,
+    ring: web::Data<Keyring>,
     path: web::Path<EndpointPath>,
     Json(input): Json<HeadersPatchIn>,
 ) -> ApiResult<HttpResponse> {
     let (_, e) = endpoint::resolve(&pool, &path).await?;
-    let mut headers = load_headers(&pool, &e.id).await?;
+    let mut headers = load_headers(&pool, &ring, &e.id).await?;
     for (name, value) in input.headers {
         match value {
             Some(v) => headers.insert(name, v),
@@ -281,6 +343,6 @@ async fn patch_headers(
     for name in input.delete_headers {
         headers.remove(&name);
     }
-    store_headers(&pool, &e.id, &headers).await?;
+    store_headers(&pool, &ring, &e.id, &headers).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -162,6 +162,7 @@ impl MessageIn {
 pub async fn create(
     req: HttpRequest,
     pool: web::Data<PgPool>,
+    ring: web::Data<crate::keyring::Keyring>,
     writers: web::Data<ApiWriters>,
     limits: web::Data<MessageLimits>,
     policy: web::Data<Policy>,
@@ -191,6 +192,8 @@ pub async fn create(
             .as_deref()
             .and_then(|u| url::Url::parse(u).ok())
             .map(String::from),
+        // This request's span: the message's attempts link to it, however much later.
+        trace_context: crate::telemetry::trace::current_traceparent(),
     };
     let write = |message| writers.messages.write(message);
     let (message, written) = match write(message).await.map_err(invalid_payload)? {
@@ -199,7 +202,7 @@ pub async fn create(
             let Some(new_app) = &input.application else {
                 return Err(ApiError::not_found("application"));
             };
-            message.app = application::get_or_create(&pool, &app, new_app).await?;
+            message.app = application::get_or_create(&pool, &ring, &app, new_app).await?;
             write(message).await.map_err(invalid_payload)?
         }
         written => written,

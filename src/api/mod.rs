@@ -6,6 +6,7 @@
 //! * Resources: [`application`] (with [`application_secret`]), [`event_type`], [`endpoint`] (with [`endpoint_secret`],
 //!   [`endpoint_ops`], [`endpoint_circuit`]), [`message`] and [`message_create`], [`attempt`] and
 //!   [`delivery_status`], [`dead_letter`], [`background_task`], [`stats`], [`health`], [`metrics`].
+//! * Operational webhooks: [`operational_webhook`] (where Herald's own events go).
 //! * Inbound webhooks: [`ingest`] (Svix's Ingest API, and sources' URLs).
 //! * Access: [`token`] (tokens managed at run time), [`portal_access`] (a partner's link
 //!   and token, logout).
@@ -36,6 +37,7 @@ pub mod message;
 pub mod message_create;
 pub mod metrics;
 pub mod openapi;
+pub mod operational_webhook;
 pub mod pagination;
 pub mod paths;
 pub mod portal_access;
@@ -66,6 +68,11 @@ pub struct ApiConfig {
     pub metrics: crate::metrics::SharedMetrics,
     pub messages: message_create::MessageLimits,
     pub key_lock: idempotency::KeyLock,
+    /// Seals and opens secrets at rest.
+    pub keyring: web::Data<crate::keyring::Keyring>,
+    /// Who may scrape `/metrics` on this listener, and the queue counts scrapes share.
+    pub scrape: metrics::Scrape,
+    pub queue_cache: web::Data<metrics::QueueCache>,
 }
 
 /// What an instance serves.
@@ -121,6 +128,7 @@ pub fn configure(cfg: &mut ServiceConfig, serving: Serving) {
                             .configure(delivery_status::routes)
                             .configure(dead_letter::routes)
                             .configure(background_task::routes)
+                            .configure(operational_webhook::routes)
                             .configure(stats::routes)
                             .configure(token::routes)
                             .configure(portal_access::routes),
@@ -142,6 +150,9 @@ pub fn app_data(cfg: &mut web::ServiceConfig, api: &ApiConfig) {
         .app_data(web::Data::new(api.destinations.clone()))
         .app_data(web::Data::new(api.messages))
         .app_data(web::Data::new(api.key_lock))
+        .app_data(api.keyring.clone())
+        .app_data(web::Data::new(api.scrape))
+        .app_data(api.queue_cache.clone())
         .app_data(web::QueryConfig::default().error_handler(|err, _| {
             ApiError::Validation(vec![ValidationErrorItem {
                 loc: vec!["query".into()],

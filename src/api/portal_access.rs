@@ -100,6 +100,7 @@ pub fn public_base(req: &HttpRequest, access: &Access) -> String {
 async fn app_portal_access(
     req: HttpRequest,
     pool: web::Data<PgPool>,
+    ring: web::Data<crate::keyring::Keyring>,
     access: web::Data<Access>,
     path: web::Path<AppPath>,
     input: OptionalJson<AppPortalAccessIn>,
@@ -112,7 +113,7 @@ async fn app_portal_access(
     ) {
         (_, Ok(id)) => id,
         (Some(new_app), Err(ApiError::NotFound(_))) => {
-            application::get_or_create(&pool, &path.app_id, new_app).await?
+            application::get_or_create(&pool, &ring, &path.app_id, new_app).await?
         }
         (_, Err(e)) => return Err(e),
     };

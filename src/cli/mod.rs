@@ -12,10 +12,12 @@ use std::{
 
 use clap::{Args, Parser, Subcommand};
 
+mod keys;
 mod token;
 
 use crate::{
     config::Settings,
+    embedded_pg,
     signing::{self, Secret},
     startup::{self, Application},
     telemetry,
@@ -45,6 +47,14 @@ pub enum Command {
     /// Make, list and revoke API tokens (operator-wide or limited to one application).
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// The key that encrypts secrets at rest: make one, re-seal with a new one.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Show the whole loop on this machine: Herald (on an embedded PostgreSQL unless a
+    /// database is configured), a receiver that verifies signatures, payment events that
+    /// arrive, a failing endpoint whose circuit opens and whose delivery dies, and how to
+    /// replay it. Ctrl-C stops everything.
+    Demo,
 }
 
 #[derive(Args)]
@@ -95,6 +105,13 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Healthcheck(args) => with_settings(|settings| healthcheck(&settings, args)),
         // (No log subscriber: stdout is the token, for scripts.)
         Command::Token(command) => with_settings(|settings| token::run(settings, command)),
+        Command::Demo => with_settings(crate::demo::run),
+        // A new key needs no configuration (production refuses to start without one).
+        Command::Keys(keys::KeysCommand::Generate) => {
+            println!("{}", crate::keyring::generate_key());
+            ExitCode::SUCCESS
+        }
+        Command::Keys(command) => with_settings(|settings| keys::run(settings, command)),
         Command::Openapi => match crate::api::document(crate::api::Serving::Api).to_pretty_json() {
             Ok(text) => {
                 println!("{text}");
@@ -119,22 +136,53 @@ fn with_settings(command: impl FnOnce(Settings) -> ExitCode) -> ExitCode {
     }
 }
 
-fn serve(settings: Settings) -> ExitCode {
-    telemetry::init(&settings);
+fn serve(mut settings: Settings) -> ExitCode {
+    let telemetry = telemetry::init(&settings);
+    // Started here, on the main thread, which lives as long as the process: the server is
+    // told to stop if this thread goes away (see embedded_pg).
+    let cluster = match embedded_pg::start_if_wanted(&mut settings, false) {
+        Ok(cluster) => cluster,
+        Err(e) => {
+            telemetry.shutdown();
+            return cluster_failed(e);
+        }
+    };
     let result = actix_rt::System::new().block_on(async move {
         let app = Application::build(settings).await?;
         app.run_until_stopped().await
     });
+    // Herald has drained: its database may go.
+    drop(cluster);
+    telemetry.shutdown();
     report(result)
 }
 
-fn migrate(settings: Settings) -> ExitCode {
-    telemetry::init(&settings);
+fn migrate(mut settings: Settings) -> ExitCode {
+    let telemetry = telemetry::init(&settings);
+    let cluster = match embedded_pg::start_if_wanted(&mut settings, true) {
+        Ok(cluster) => cluster,
+        Err(e) => {
+            telemetry.shutdown();
+            return cluster_failed(e);
+        }
+    };
     let result = actix_rt::System::new().block_on(startup::migrate(&settings));
     if result.is_ok() {
         println!("migrations applied");
     }
+    drop(cluster);
+    telemetry.shutdown();
     report(result)
+}
+
+/// One line saying what to do; 2 for what the operator must fix (install PostgreSQL, free
+/// the data directory), 1 for a failure at run time.
+pub(crate) fn cluster_failed(e: embedded_pg::ClusterError) -> ExitCode {
+    eprintln!("herald: {e}");
+    match e {
+        embedded_pg::ClusterError::Failed { .. } => ExitCode::FAILURE,
+        _ => ExitCode::from(2),
+    }
 }
 
 fn report(result: anyhow::Result<()>) -> ExitCode {

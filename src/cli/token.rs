@@ -52,7 +52,12 @@ pub struct ListArgs {
     app: Option<String>,
 }
 
-pub fn run(settings: Settings, command: TokenCommand) -> ExitCode {
+pub fn run(mut settings: Settings, command: TokenCommand) -> ExitCode {
+    // The embedded PostgreSQL of a running Herald, or started for this command.
+    let cluster = match crate::embedded_pg::start_if_wanted(&mut settings, true) {
+        Ok(cluster) => cluster,
+        Err(e) => return super::cluster_failed(e),
+    };
     let result = actix_rt::System::new().block_on(async move {
         let pool = startup::tool_pool(&settings).await?;
         let outcome = match command {
@@ -63,6 +68,7 @@ pub fn run(settings: Settings, command: TokenCommand) -> ExitCode {
         pool.close().await;
         outcome
     });
+    drop(cluster);
     super::report(result)
 }
 

@@ -18,6 +18,12 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use groups::Group;
 pub use values::{mask_url, parse_duration};
 
+/// Settings of earlier versions that have another name now, with what to use instead.
+const RENAMED: &[(&str, &str)] = &[(
+    "retention_days",
+    "HERALD_RETENTION, a duration (30 days: HERALD_RETENTION=30days)",
+)];
+
 /// A configuration problem, naming the setting the operator has to fix.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid setting {setting}: {problem}")]
@@ -81,6 +87,8 @@ pub struct Settings {
     #[serde(flatten)]
     pub process: groups::Process,
     #[serde(flatten)]
+    pub traces: groups::Traces,
+    #[serde(flatten)]
     pub database: groups::Database,
     #[serde(flatten)]
     pub api: groups::Api,
@@ -103,7 +111,11 @@ pub struct Settings {
     #[serde(flatten)]
     pub supervision: groups::Supervision,
     #[serde(flatten)]
+    pub operational: groups::Operational,
+    #[serde(flatten)]
     pub faults: groups::Faults,
+    #[serde(flatten)]
+    pub encryption: groups::Encryption,
 }
 
 impl fmt::Debug for Settings {
@@ -154,6 +166,7 @@ impl Settings {
             .map_err(from_config_error)?;
         let settings = Settings {
             process: group(&raw)?,
+            traces: group(&raw)?,
             database: group(&raw)?,
             api: group(&raw)?,
             access: group(&raw)?,
@@ -165,7 +178,9 @@ impl Settings {
             pool: group(&raw)?,
             retention: group(&raw)?,
             supervision: group(&raw)?,
+            operational: group(&raw)?,
             faults: group(&raw)?,
+            encryption: group(&raw)?,
         };
         settings.refuse_unknown(&raw)?;
         settings.validate()?;
@@ -184,7 +199,10 @@ impl Settings {
         match given.difference(&known).next() {
             Some(unknown) => Err(ConfigError::new(
                 unknown,
-                "is not a Herald setting (check the spelling; see README)",
+                match RENAMED.iter().find(|(old, _)| old == unknown) {
+                    Some((_, now)) => format!("was renamed: use {now}"),
+                    None => "is not a Herald setting (check the spelling; see README)".into(),
+                },
             )),
             None => Ok(()),
         }
@@ -208,6 +226,7 @@ impl Settings {
             ));
         }
         self.process.validate()?;
+        self.traces.validate()?;
         self.database.validate()?;
         self.api.validate()?;
         self.access.validate()?;
@@ -219,7 +238,9 @@ impl Settings {
         self.pool.validate()?;
         self.retention.validate()?;
         self.supervision.validate()?;
+        self.operational.validate()?;
         self.faults.validate()?;
+        self.encryption.validate()?;
         if self.process.environment == Environment::Production {
             // Injected faults (panics, a sender that keeps stopping itself) have no place in
             // production.
@@ -234,10 +255,24 @@ impl Settings {
                     ));
                 }
             }
+            if self.database.is_embedded() {
+                return Err(ConfigError::new(
+                    "database_url",
+                    "is \"embedded\", a development database Herald starts itself; production \
+                     needs a PostgreSQL of its own (postgres://user:password@host:5432/herald)",
+                ));
+            }
             if self.process.role.runs_api() && self.api.tokens.is_empty() {
                 return Err(ConfigError::new(
                     "api_tokens",
                     "must hold at least one token in production: the API would be open to anyone",
+                ));
+            }
+            if self.encryption.key().is_none() {
+                return Err(ConfigError::new(
+                    "encryption_key",
+                    "must be set in production: signing secrets and header values are \
+                     encrypted at rest with it (make one with `herald keys generate`)",
                 ));
             }
         }
@@ -379,11 +414,30 @@ mod tests {
     fn production_requires_a_token() {
         let err = load(&[("HERALD_ENVIRONMENT", "production")]).unwrap_err();
         assert_eq!(err.setting, "HERALD_API_TOKENS");
+        let err = load(&[
+            ("HERALD_ENVIRONMENT", "production"),
+            ("HERALD_API_TOKENS", "a-long-enough-token-value"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.setting, "HERALD_ENCRYPTION_KEY", "{err}");
+        let key = crate::keyring::generate_key();
         let ok = load(&[
             ("HERALD_ENVIRONMENT", "production"),
             ("HERALD_API_TOKENS", "a-long-enough-token-value"),
+            ("HERALD_ENCRYPTION_KEY", key.as_str()),
         ]);
         assert!(ok.is_ok());
+        let err = load(&[
+            ("HERALD_ENVIRONMENT", "production"),
+            ("HERALD_API_TOKENS", "a-long-enough-token-value"),
+            ("HERALD_ENCRYPTION_KEY", key.as_str()),
+            ("HERALD_DATABASE_URL", "embedded"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.setting, "HERALD_DATABASE_URL", "{err}");
+        let err = load(&[("HERALD_ENCRYPTION_KEY", "c2hvcnQ=")]).unwrap_err();
+        assert_eq!(err.setting, "HERALD_ENCRYPTION_KEY", "{err}");
+        assert!(err.problem.contains("32"), "{err}");
     }
 
     #[test]

@@ -71,6 +71,48 @@ pub mod masked_list {
     }
 }
 
+/// One secret (a key): shown as whether it is set.
+pub mod masked {
+    use super::*;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<String, D::Error> {
+        String::deserialize(de)
+    }
+
+    pub fn serialize<S: Serializer>(value: &str, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_str(if value.trim().is_empty() {
+            ""
+        } else {
+            "<masked>"
+        })
+    }
+}
+
+/// An address to listen on, or nothing when empty.
+pub mod optional_addr {
+    use super::*;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        de: D,
+    ) -> Result<Option<std::net::SocketAddr>, D::Error> {
+        let raw = String::deserialize(de)?;
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        raw.parse().map(Some).map_err(|_| {
+            serde::de::Error::custom(format!("'{raw}' is not an address like 127.0.0.1:9090"))
+        })
+    }
+
+    pub fn serialize<S: Serializer>(
+        addr: &Option<std::net::SocketAddr>,
+        ser: S,
+    ) -> Result<S::Ok, S::Error> {
+        ser.serialize_str(&addr.map(|a| a.to_string()).unwrap_or_default())
+    }
+}
+
 /// A database URL: shown with its password masked.
 pub mod masked_url {
     use super::*;
@@ -120,6 +162,7 @@ pub fn mask_url(raw: &str) -> String {
             u.to_string()
         }
         Ok(u) => u.to_string(),
+        Err(_) if raw.trim() == crate::embedded_pg::EMBEDDED => raw.trim().into(),
         Err(_) => "<unparseable>".into(),
     }
 }

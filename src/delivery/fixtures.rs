@@ -31,6 +31,7 @@ pub fn job(id: i64, endpoint: &str) -> Job {
         lease_token: uuid::Uuid::nil(),
         attempts: 0,
         manual: false,
+        alerted: false,
         message_id: format!("msg_{id}"),
         event_type: "a".into(),
         payload: None,
@@ -44,5 +45,6 @@ pub fn job(id: i64, endpoint: &str) -> Job {
             defect: None,
         }),
         forwarded: None,
+        trace: None,
     }
 }

@@ -38,6 +38,8 @@ pub struct Job {
     pub attempts: i32,
     /// This attempt was asked for (resend, recover, replay), not scheduled.
     pub manual: bool,
+    /// A failing or exhausted operational event went out for it (`operational::alert`).
+    pub alerted: bool,
     pub message_id: String,
     pub event_type: String,
     /// `None` once retention expunged it.
@@ -45,6 +47,19 @@ pub struct Job {
     pub endpoint: Arc<Destination>,
     /// An inbound event being forwarded: what it carries besides its body.
     pub forwarded: Option<Box<Forwarded>>,
+    /// Where its attempt's span belongs, when traces are on.
+    pub trace: Option<Box<JobTrace>>,
+}
+
+/// What a delivery attempt's span needs (`telemetry::trace`): contexts as W3C
+/// `traceparent` text.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobTrace {
+    pub app_id: String,
+    /// The API request that created the message (`None`: not traced, or made in SQL).
+    pub created: Option<String>,
+    /// The claim that leased the delivery.
+    pub claim: Option<String>,
 }
 
 /// The provider's headers (already under their prefix) and content type of a forwarded
@@ -161,6 +176,8 @@ pub struct Outcome {
     pub lease_token: Uuid,
     pub message_id: String,
     pub endpoint_id: String,
+    /// The job's `alerted`, as it was claimed.
+    pub alerted: bool,
     pub attempt: Option<AttemptRecord>,
     pub disposition: Disposition,
 }
@@ -173,6 +190,7 @@ impl Outcome {
             lease_token: job.lease_token,
             message_id: job.message_id.clone(),
             endpoint_id: job.endpoint.id.clone(),
+            alerted: job.alerted,
             attempt: None,
             disposition,
         }

@@ -97,18 +97,25 @@ pub fn decide(
 }
 
 /// Runs every step for one job. Never fails: every problem becomes an [`Outcome`].
+/// `traceparent`: this attempt's trace context, sent to the receiver (not signed).
 pub async fn deliver(
     job: &Job,
     http: &HttpSender,
     policy: &RetryPolicy,
     fault_panic_one_in: u64,
+    traceparent: Option<&str>,
 ) -> Outcome {
     let body = match prepare(job) {
         Ok(body) => body.clone(),
         Err(disposition) => return Outcome::without_attempt(job, disposition),
     };
     let started_at = Utc::now();
-    let headers = sign(job, &body, started_at.timestamp());
+    let mut headers = sign(job, &body, started_at.timestamp());
+    if let Some(traceparent) = traceparent {
+        // Herald's context, not an endpoint's custom header of the same name.
+        headers.retain(|(name, _)| !name.eq_ignore_ascii_case("traceparent"));
+        headers.push(("traceparent".into(), traceparent.into()));
+    }
 
     if fault_panic_one_in > 0 && rand::thread_rng().gen_range(0..fault_panic_one_in) == 0 {
         panic!(
@@ -140,6 +147,7 @@ pub async fn deliver(
         lease_token: job.lease_token,
         message_id: job.message_id.clone(),
         endpoint_id: job.endpoint.id.clone(),
+        alerted: job.alerted,
         attempt: Some(AttemptRecord {
             url: job.endpoint.url.clone(),
             attempt_no: attempts_made as i32,
@@ -168,6 +176,7 @@ mod tests {
             lease_token: uuid::Uuid::new_v4(),
             attempts: 0,
             manual: false,
+            alerted: false,
             message_id: "msg_1".into(),
             event_type: "payment.confirmed".into(),
             payload: Some(Bytes::from_static(b"{\"a\":1}")),
@@ -184,6 +193,7 @@ mod tests {
                 defect: None,
             }),
             forwarded: None,
+            trace: None,
         }
     }
 

@@ -11,6 +11,7 @@ use crate::{
     breaker::BreakerConfig,
     config::{groups, Settings},
     delivery::{http::HttpSettings, lane::LaneConfig},
+    keyring::Keyring,
     metrics::SharedMetrics,
     retry::RetryPolicy,
     store::Store,
@@ -31,6 +32,8 @@ pub struct DispatcherConfig {
     pub recorder: RecorderConfig,
     pub retention: RetentionConfig,
     pub metrics: SharedMetrics,
+    /// Opens the secrets the claims read, and seals plaintext ones (retention).
+    pub keyring: std::sync::Arc<Keyring>,
 }
 
 impl DispatcherConfig {
@@ -39,6 +42,7 @@ impl DispatcherConfig {
         owner: String,
         db: sqlx::postgres::PgConnectOptions,
         metrics: SharedMetrics,
+        keyring: std::sync::Arc<Keyring>,
     ) -> Self {
         DispatcherConfig {
             owner: owner.clone(),
@@ -61,6 +65,8 @@ impl DispatcherConfig {
                 },
                 faults: s.faults.clone(),
                 metrics: metrics.clone(),
+                traces: s.traces.enabled(),
+                send_traceparent: s.traces.send_traceparent,
             },
             claimer: ClaimerConfig {
                 owner: owner.clone(),
@@ -69,16 +75,20 @@ impl DispatcherConfig {
                     .supervision
                     .health_log_interval
                     .min(Duration::from_secs(10)),
+                traces: s.traces.enabled(),
+                metrics: metrics.clone(),
             },
             recorder: RecorderConfig {
                 owner,
                 pool: s.pool.clone(),
+                operational: s.operational.clone(),
             },
             retention: RetentionConfig {
                 retention: s.retention.clone(),
                 keep_idempotency_keys: s.api.idempotency_retention,
             },
             metrics,
+            keyring,
         }
     }
 
@@ -90,5 +100,6 @@ impl DispatcherConfig {
     /// A store with `connections` connections of its own, for one actor.
     pub fn store(&self, connections: u32) -> Store {
         Store::connect_lazy(self.db.clone(), connections, self.db_timeout)
+            .with_keyring(self.keyring.clone())
     }
 }

@@ -1,8 +1,10 @@
-//! Publishing circuit-breaker states, so the API can show them.
+//! Publishing circuit-breaker states, so the API can show them, and their operational
+//! events.
 
 use chrono::{DateTime, Utc};
 
 use super::Store;
+use crate::operational::EventType;
 
 impl Store {
     pub async fn record_circuit(
@@ -49,5 +51,36 @@ impl Store {
         .execute(self.pool())
         .await?
         .rows_affected())
+    }
+}
+
+impl Store {
+    /// Emits `circuit.opened` or `circuit.closed` for an endpoint's breaker on `instance`
+    /// (each instance has its own breakers, so each reports its own), once per `id` however
+    /// often it is written. Nothing if the endpoint was deleted meanwhile.
+    pub async fn emit_circuit_event(
+        &self,
+        instance: &str,
+        endpoint_id: &str,
+        event: EventType,
+        failures: u32,
+        open_until: Option<DateTime<Utc>>,
+        id: uuid::Uuid,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "SELECT herald.emit_operational(e.app_id, $2, herald.endpoint_event_data(e) || \
+                 jsonb_build_object('instance', $3::text, 'consecutiveFailures', $4::int, \
+                                    'openUntil', herald.rfc3339($5)), $6) \
+             FROM herald.endpoint e WHERE e.id = $1",
+        )
+        .bind(endpoint_id)
+        .bind(event.name())
+        .bind(instance)
+        .bind(failures as i32)
+        .bind(open_until)
+        .bind(format!("circuit-{id}"))
+        .execute(self.pool())
+        .await?;
+        Ok(())
     }
 }

@@ -12,19 +12,20 @@ use uuid::Uuid;
 
 use super::{string_map::StringMap, Store};
 use crate::{
-    delivery::{Destination, Forwarded, Job},
+    delivery::{Destination, Forwarded, Job, JobTrace},
+    keyring::{Keyring, OpenError, Purpose},
     signing::Secret,
 };
 
-/// The end of a claim: the leased rows (`leased`: id, attempts, manual, message_id,
-/// endpoint_id) as jobs, with their messages and endpoints. A callback endpoint (a URL a
+/// The end of a claim: the leased rows (`leased`: id, attempts, manual, alerted,
+/// message_id, endpoint_id) as jobs, with their messages and endpoints. A callback endpoint (a URL a
 /// message named) signs with its application's secrets.
 macro_rules! jobs_of_leased {
     ($more_due:literal) => {
         concat!(
             r#"
 ), endpoints AS MATERIALIZED (
-    SELECT e.id, e.url, e.disabled, e.rate_limit, e.headers,
+    SELECT e.id, e.url, e.disabled, e.rate_limit, e.headers, e.callback,
         CASE WHEN e.callback THEN
             ARRAY(SELECT s.key FROM herald.application_secret s
                   WHERE s.app_id = e.app_id AND (s.expires_at IS NULL OR s.expires_at > now())
@@ -37,9 +38,9 @@ macro_rules! jobs_of_leased {
     FROM herald.endpoint e
     WHERE e.id IN (SELECT endpoint_id FROM leased)
 )
-SELECT l.id, l.attempts, l.manual, l.message_id, m.event_type, m.payload,
-       m.forward_headers, m.content_type,
-       e.id AS endpoint_id, e.url, e.disabled, e.rate_limit, e.headers, e.secrets,
+SELECT l.id, l.attempts, l.manual, l.alerted, l.message_id, m.event_type, m.payload,
+       m.forward_headers, m.content_type, m.app_id, m.trace_context,
+       e.id AS endpoint_id, e.url, e.disabled, e.rate_limit, e.headers, e.callback, e.secrets,
        "#,
             $more_due,
             r#" AS more_due
@@ -76,27 +77,28 @@ const CLAIM: &str = concat!(
     -- Paused endpoints, and ordered ones (claimed one at a time by `ORDERED_CLAIM`).
     SELECT $5::text[] || ARRAY(SELECT id FROM herald.endpoint WHERE ordered) AS ids
 ), oldest AS (
-    SELECT id FROM herald.delivery
+    SELECT id, message_id FROM herald.delivery
     WHERE status = 'pending' AND next_attempt_at <= now() AND endpoint_id <> ALL ((SELECT ids FROM skipped)::text[])
     ORDER BY next_attempt_at, id
     LIMIT $1
     FOR UPDATE SKIP LOCKED
 ), newest AS (
-    SELECT id FROM herald.delivery
+    SELECT id, message_id FROM herald.delivery
     WHERE status = 'pending' AND next_attempt_at <= now() AND endpoint_id <> ALL ((SELECT ids FROM skipped)::text[])
     ORDER BY next_attempt_at DESC, id DESC
     LIMIT $1
     FOR UPDATE SKIP LOCKED
 ), picked AS MATERIALIZED (
-    SELECT id FROM oldest UNION SELECT id FROM newest
+    SELECT id, message_id FROM oldest UNION SELECT id, message_id FROM newest
 ), leased AS (
-    -- `= ANY(ARRAY(...))` keeps this a primary-key lookup per row under PostgreSQL's generic
-    -- plan for prepared statements, which otherwise joins by scanning the whole table.
+    -- One index lookup per picked row, in the one partition its message id names (the
+    -- dispatcher's sessions join by nested loop only: `store::dispatcher_sessions`).
     UPDATE herald.delivery d
     SET status = 'sending', lease_owner = $2, lease_token = $3,
         lease_expires_at = now() + make_interval(secs => $4), updated_at = now()
-    WHERE d.id = ANY (ARRAY(SELECT id FROM picked))
-    RETURNING d.id, d.attempts, d.manual, d.message_id, d.endpoint_id
+    FROM picked p
+    WHERE d.message_id = p.message_id AND d.id = p.id
+    RETURNING d.id, d.attempts, d.manual, d.alerted, d.message_id, d.endpoint_id
 ), more AS MATERIALIZED (
     -- Is anything due left behind? (This statement's snapshot still sees the rows it leased
     -- as pending, hence the exclusion.) Stops at the first such row.
@@ -132,13 +134,14 @@ impl Store {
         let token = Uuid::new_v4();
         Ok((
             token,
-            self.claim_with_token(token, owner, limit, lease, paused)
+            self.claim_with_token(token, owner, limit, lease, paused, false)
                 .await?,
         ))
     }
 
     /// The same with a token chosen by the caller, who can then release what this claim
-    /// leased even if it never saw the answer (see [`Store::release_token`]).
+    /// leased even if it never saw the answer (see [`Store::release_token`]); `traced`:
+    /// each job gets what its attempt's span needs.
     pub async fn claim_with_token(
         &self,
         token: Uuid,
@@ -146,6 +149,7 @@ impl Store {
         limit: usize,
         lease: Duration,
         paused: &[String],
+        traced: bool,
     ) -> Result<Claimed, sqlx::Error> {
         let rows = sqlx::query(CLAIM)
             .bind(limit.div_ceil(2) as i64)
@@ -156,7 +160,7 @@ impl Store {
             .fetch_all(self.pool())
             .await?;
 
-        jobs_of(rows, token)
+        jobs_of(rows, token, traced, &self.keyring)
     }
 
     /// How many deliveries are due now, counted up to `cap` (an exact count of a huge
@@ -176,6 +180,8 @@ impl Store {
 pub(super) fn jobs_of(
     rows: Vec<sqlx::postgres::PgRow>,
     token: Uuid,
+    traced: bool,
+    ring: &Keyring,
 ) -> Result<Claimed, sqlx::Error> {
     // One shared snapshot per endpoint, however many of its deliveries are in the batch.
     let mut destinations: HashMap<String, Arc<Destination>> = HashMap::new();
@@ -187,7 +193,7 @@ pub(super) fn jobs_of(
         let endpoint = match destinations.get(&endpoint_id) {
             Some(d) => d.clone(),
             None => {
-                let d = Arc::new(destination(&row, endpoint_id.clone())?);
+                let d = Arc::new(destination(&row, endpoint_id.clone(), ring)?);
                 destinations.insert(endpoint_id, d.clone());
                 d
             }
@@ -210,11 +216,21 @@ pub(super) fn jobs_of(
             lease_token: token,
             attempts: row.try_get("attempts")?,
             manual: row.try_get("manual")?,
+            alerted: row.try_get("alerted")?,
             message_id: row.try_get("message_id")?,
             event_type: row.try_get("event_type")?,
             payload: payload.map(Bytes::from),
             endpoint,
             forwarded,
+            trace: if traced {
+                Some(Box::new(JobTrace {
+                    app_id: row.try_get("app_id")?,
+                    created: row.try_get("trace_context")?,
+                    claim: None,
+                }))
+            } else {
+                None
+            },
         });
     }
     Ok(Claimed {
@@ -228,18 +244,48 @@ pub(super) fn jobs_of(
 /// headers not an object of strings, no valid secret) is not an error here: the claim has
 /// leased the rows, and failing it would stall every delivery of the batch until their
 /// leases expired. The problem becomes the endpoint's `defect`, which fails only its own
-/// deliveries, with the reason in the attempt log.
-fn destination(row: &sqlx::postgres::PgRow, id: String) -> Result<Destination, sqlx::Error> {
+/// deliveries, with the reason in the attempt log. So does a secret or header value sealed
+/// with a key this instance does not have.
+fn destination(
+    row: &sqlx::postgres::PgRow,
+    id: String,
+    ring: &Keyring,
+) -> Result<Destination, sqlx::Error> {
     let headers: sqlx::types::Json<serde_json::Value> = row.try_get("headers")?;
     let keys: Vec<Vec<u8>> = row.try_get("secrets")?;
+    let callback: bool = row.try_get("callback")?;
     let rate_limit: Option<i32> = row.try_get("rate_limit")?;
-    let secrets: Vec<Secret> = keys
-        .into_iter()
-        .filter_map(|k| Secret::from_bytes(k).ok())
-        .collect();
-    let (headers, mut defect) = match StringMap::strict(&headers.0) {
-        Ok(map) => (map.0.into_iter().collect(), None),
-        Err(why) => (Vec::new(), Some(format!("the endpoint's headers {why}"))),
+    let purpose = if callback {
+        Purpose::ApplicationSecret
+    } else {
+        Purpose::EndpointSecret
+    };
+    let mut defect = None;
+    let mut secrets = Vec::with_capacity(keys.len());
+    for key in keys {
+        match ring.open(purpose, &key) {
+            Ok(key) => secrets.extend(Secret::from_bytes(key.into_owned()).ok()),
+            Err(e) => {
+                defect = Some(format!(
+                    "a signing secret of the endpoint is unreadable: {e}"
+                ))
+            }
+        }
+    }
+    let headers = match StringMap::strict(&headers.0) {
+        Ok(map) => map
+            .0
+            .into_iter()
+            .map(|(name, value)| Ok((name, ring.open_str(Purpose::HeaderValue, &value)?)))
+            .collect::<Result<Vec<_>, OpenError>>()
+            .unwrap_or_else(|e| {
+                defect = Some(format!("a header value of the endpoint is unreadable: {e}"));
+                Vec::new()
+            }),
+        Err(why) => {
+            defect = Some(format!("the endpoint's headers {why}"));
+            Vec::new()
+        }
     };
     if secrets.is_empty() {
         defect.get_or_insert_with(|| "the endpoint has no valid signing secret".into());

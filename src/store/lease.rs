@@ -6,7 +6,7 @@ use super::Store;
 /// not have happened is not counted (at-least-once: redelivering is the safe side).
 const REAP: &str = r#"
 WITH expired AS (
-    SELECT id FROM herald.delivery
+    SELECT id, message_id FROM herald.delivery
     WHERE status = 'sending' AND lease_expires_at < now()
     ORDER BY lease_expires_at
     LIMIT $1
@@ -15,7 +15,8 @@ WITH expired AS (
 UPDATE herald.delivery d
 SET status = 'pending', lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
     next_attempt_at = now(), updated_at = now()
-WHERE d.id = ANY (ARRAY(SELECT id FROM expired))
+FROM expired x
+WHERE d.message_id = x.message_id AND d.id = x.id
 "#;
 
 const RELEASE: &str = r#"

@@ -16,6 +16,7 @@ pub mod lease;
 pub mod new_message;
 pub mod ordered;
 pub mod outcome;
+pub mod partitions;
 pub mod replay;
 pub mod retention;
 pub mod runtime;
@@ -25,7 +26,9 @@ pub mod string_map;
 pub mod task;
 pub mod writers;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
+
+use crate::keyring::Keyring;
 
 use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
@@ -35,11 +38,13 @@ use sqlx::{
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: PgPool,
+    /// Opens the secrets its statements read (plaintext only, unless given one).
+    keyring: Arc<Keyring>,
 }
 
 impl Store {
     /// A pool that connects on first use, so an actor can start while the database is down
-    /// and recover by itself when it comes back. Its sessions are [`index_driven`].
+    /// and recover by itself when it comes back. Its sessions are [`dispatcher_sessions`].
     pub fn connect_lazy(
         options: PgConnectOptions,
         max_connections: u32,
@@ -49,12 +54,24 @@ impl Store {
             .max_connections(max_connections)
             .min_connections(0)
             .acquire_timeout(acquire_timeout)
-            .connect_lazy_with(index_driven(options));
-        Store { pool }
+            .connect_lazy_with(dispatcher_sessions(options));
+        Store::from_pool(pool)
     }
 
     pub fn from_pool(pool: PgPool) -> Store {
-        Store { pool }
+        Store {
+            pool,
+            keyring: Arc::new(Keyring::plaintext_only()),
+        }
+    }
+
+    /// The same store, opening secrets with `keyring`.
+    pub fn with_keyring(self, keyring: Arc<Keyring>) -> Store {
+        Store { keyring, ..self }
+    }
+
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -77,6 +94,15 @@ impl Store {
 /// 500 took 125 ms at a backlog of 1,000,000 (10 ms at 1,000); with this, 10 ms at both.
 pub fn index_driven(options: PgConnectOptions) -> PgConnectOptions {
     options.options([("enable_seqscan", "off")])
+}
+
+/// The dispatcher's sessions: [`index_driven`], and joining by nested loop only. Its
+/// statements look rows up one by one, by key, in the one partition the key names (a
+/// delivery by message id and id); a generic plan made while the tables were small could
+/// otherwise hash-join a batch against a whole index of every partition, and keep doing so
+/// as they grow. None of them joins two large sets.
+pub fn dispatcher_sessions(options: PgConnectOptions) -> PgConnectOptions {
+    index_driven(options).options([("enable_hashjoin", "off"), ("enable_mergejoin", "off")])
 }
 
 /// Backoff for retrying database work (reconnecting, a failed claim or write): quick at

@@ -35,6 +35,8 @@ pub struct NewMessage {
     /// The one URL the message goes to (checked against the destination rules by the
     /// caller), instead of the application's endpoints.
     pub callback_url: Option<String>,
+    /// The `traceparent` of the request that created it (traces on).
+    pub trace_context: Option<String>,
 }
 
 /// What became of a message.
@@ -63,13 +65,15 @@ FROM herald.send_messages(ARRAY(
     SELECT ROW(i.app, i.event_type, i.payload, i.event_id,
         CASE WHEN i.channels IS NOT NULL THEN ARRAY(SELECT json_array_elements_text(i.channels::json)) END,
         CASE WHEN i.tags IS NOT NULL THEN ARRAY(SELECT json_array_elements_text(i.tags::json)) END,
-        i.deliver_at, i.expires, i.scope, i.key, i.request, i.fingerprint, i.callback_url
+        i.deliver_at, i.expires, i.scope, i.key, i.request, i.fingerprint, i.callback_url,
+        i.trace_context
     )::herald.new_message
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                 $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[], $11::text[],
-                $12::bytea[], $13::text[])
+                $12::bytea[], $13::text[], $14::text[])
         WITH ORDINALITY AS i(app, event_type, payload, event_id, channels, tags, deliver_at,
-                             expires, scope, key, request, fingerprint, callback_url, n)
+                             expires, scope, key, request, fingerprint, callback_url,
+                             trace_context, n)
     ORDER BY i.n
 )) s
 ORDER BY s.ord
@@ -109,6 +113,7 @@ impl Batch for NewMessage {
                     key(m).map(|k| k.fingerprint.as_slice())
                 }))
                 .bind(column(messages, |m| m.callback_url.as_deref()))
+                .bind(column(messages, |m| m.trace_context.as_deref()))
                 .fetch_all(conn)
                 .await?;
             rows.iter().map(written).collect()

@@ -25,13 +25,14 @@ const CLAIM_ORDERED: &str = concat!(
 
 impl Store {
     /// Leases the next delivery of each ordered endpoint that has none in flight (see the
-    /// module's comment), under `token`.
+    /// module's comment), under `token` (`traced`: as for [`Store::claim_with_token`]).
     pub async fn claim_ordered(
         &self,
         token: Uuid,
         owner: &str,
         lease: Duration,
         paused: &[String],
+        traced: bool,
     ) -> Result<Claimed, sqlx::Error> {
         let rows = sqlx::query(CLAIM_ORDERED)
             .bind(paused)
@@ -40,7 +41,7 @@ impl Store {
             .bind(lease.as_secs_f64())
             .fetch_all(self.pool())
             .await?;
-        let mut claimed = jobs_of(rows, token)?;
+        let mut claimed = jobs_of(rows, token, traced, &self.keyring)?;
         claimed.ordered = claimed.jobs.iter().map(|j| j.delivery_id).collect();
         Ok(claimed)
     }

@@ -5,6 +5,8 @@
 
 use sqlx::PgPool;
 
+use crate::keyring::{Keyring, Purpose};
+
 /// Whose secrets.
 #[derive(Debug, Clone, Copy)]
 pub enum SecretOwner<'a> {
@@ -16,6 +18,14 @@ pub enum SecretOwner<'a> {
 const HISTORY: &str = "7 days";
 
 impl SecretOwner<'_> {
+    /// What its secrets are, sealed.
+    pub fn purpose(&self) -> Purpose {
+        match self {
+            SecretOwner::Endpoint(_) => Purpose::EndpointSecret,
+            SecretOwner::Application(_) => Purpose::ApplicationSecret,
+        }
+    }
+
     fn id(&self) -> &str {
         match self {
             SecretOwner::Endpoint(id) | SecretOwner::Application(id) => id,
@@ -40,24 +50,63 @@ impl SecretOwner<'_> {
     }
 }
 
-/// The current secret's key, if there is one.
+/// Seals application `app_id`'s secrets still in plaintext: the trigger that makes an
+/// application's first secret (for applications written by any means) cannot seal it, so
+/// whoever makes an application through Herald seals it right after, in the same
+/// transaction. (The retention actor's sweep seals those written by hand.)
+pub async fn seal_application_secrets(
+    conn: &mut sqlx::PgConnection,
+    ring: &Keyring,
+    app_id: &str,
+) -> Result<(), sqlx::Error> {
+    if ring.current_id().is_none() {
+        return Ok(());
+    }
+    let plain: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT id, key FROM herald.application_secret \
+         WHERE app_id = $1 AND substring(key FROM 1 FOR 4) <> $2::bytea FOR NO KEY UPDATE",
+    )
+    .bind(app_id)
+    .bind(crate::keyring::PREFIX.as_bytes())
+    .fetch_all(&mut *conn)
+    .await?;
+    for (id, key) in plain {
+        sqlx::query("UPDATE herald.application_secret SET key = $2 WHERE id = $1")
+            .bind(id)
+            .bind(ring.seal(Purpose::ApplicationSecret, &key))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The current secret's key (opened), if there is one.
 pub async fn current(
     pool: &PgPool,
+    ring: &Keyring,
     owner: SecretOwner<'_>,
 ) -> Result<Option<Vec<u8>>, sqlx::Error> {
     let (secrets, column, _) = owner.tables();
-    sqlx::query_scalar(&format!(
+    let stored: Option<Vec<u8>> = sqlx::query_scalar(&format!(
         "SELECT key FROM {secrets} WHERE {column} = $1 AND expires_at IS NULL"
     ))
     .bind(owner.id())
     .fetch_optional(pool)
-    .await
+    .await?;
+    stored
+        .map(|key| {
+            ring.open(owner.purpose(), &key)
+                .map(|k| k.into_owned())
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+        })
+        .transpose()
 }
 
 /// Makes `key` the current secret; the previous one keeps signing beside it for
 /// `grace_seconds`. Returns false when the owner does not exist.
 pub async fn rotate(
     pool: &PgPool,
+    ring: &Keyring,
     owner: SecretOwner<'_>,
     key: &[u8],
     grace_seconds: i64,
@@ -85,7 +134,7 @@ pub async fn rotate(
         "INSERT INTO {secrets} ({column}, key) VALUES ($1, $2)"
     ))
     .bind(owner.id())
-    .bind(key)
+    .bind(ring.seal(owner.purpose(), key))
     .execute(&mut *tx)
     .await?;
     sqlx::query(&format!(

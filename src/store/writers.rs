@@ -4,6 +4,8 @@
 //! claim before the request runs, its answer after). Concurrent requests share statements
 //! and commits; each is answered only after its own write has committed.
 
+use std::time::Duration;
+
 use sqlx::PgPool;
 
 use super::{
@@ -24,17 +26,18 @@ pub struct ApiWriters {
 }
 
 impl ApiWriters {
-    /// Starts the writers on the current runtime, each with its own connection.
-    pub fn start(pool: &PgPool) -> ApiWriters {
+    /// Starts the writers on the current runtime, each with its own connection; a small
+    /// batch waits up to `linger` for company when requests come fast.
+    pub fn start(pool: &PgPool, linger: Duration) -> ApiWriters {
         ApiWriters {
-            messages: GroupCommit::start(pool, &[]),
+            messages: GroupCommit::start(pool, &[], linger),
             // A claim needs no WAL flush of its own. If the request it guards writes
             // anything, that commit is flushed, and WAL is flushed in order, so the claim
             // (committed earlier) is durable with it; if a crash loses a claim, nothing it
             // guarded was written or answered, and a retry starts afresh.
-            key_claims: GroupCommit::start(pool, &[("synchronous_commit", "off")]),
-            key_answers: GroupCommit::start(pool, &[]),
-            received: GroupCommit::start(pool, &[]),
+            key_claims: GroupCommit::start(pool, &[("synchronous_commit", "off")], linger),
+            key_answers: GroupCommit::start(pool, &[], linger),
+            received: GroupCommit::start(pool, &[], linger),
         }
     }
 }

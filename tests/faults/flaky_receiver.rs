@@ -37,7 +37,7 @@ async fn a_receiver_failing_30_percent_gets_everything_and_every_try_is_logged()
                     count(a.id) FILTER (WHERE NOT a.succeeded AND a.status_code IS DISTINCT FROM 500 \
                                           AND NOT (a.status_code IS NULL AND a.error IS NOT NULL)) \
              FROM herald.delivery d LEFT JOIN herald.attempt a ON a.delivery_id = d.id \
-             GROUP BY d.id",
+             GROUP BY d.id, d.endpoint_id, d.message_id, d.attempts",
         )
         .fetch_all(&scene.db)
         .await

@@ -24,6 +24,8 @@ const BASE: &[(&str, &str)] = &[
     // The receiver is on loopback, which the SSRF guard refuses unless allowed.
     ("HERALD_ALLOWED_CIDRS", "127.0.0.0/8"),
     ("HERALD_LOG_FORMAT", "json"),
+    // The same key for every instance of a test (base64 of "herald-faults-tests-key-32-bytes").
+    ("HERALD_ENCRYPTION_KEY", "aGVyYWxkLWZhdWx0cy10ZXN0cy1rZXktMzItYnl0ZXM="),
     ("HERALD_LOG_LEVEL", "info"),
     ("HERALD_SENDERS", "2"),
     ("HERALD_POLL_INTERVAL", "250ms"),
@@ -136,6 +138,32 @@ impl Herald {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for the process to exit (a graceful stop: drain, then exit).
+    pub async fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        self.wait_exit(timeout).await
+    }
+
+    /// Waits for the process to exit by itself.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut().expect("running");
+            if let Some(status) = child.try_wait().expect("poll the process") {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} still running after {timeout:?}",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

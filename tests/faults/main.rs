@@ -16,6 +16,8 @@ mod support;
 
 mod crash;
 mod database_outage;
+mod demo;
+mod embedded;
 mod flaky_receiver;
 mod idempotent_creates;
 mod ingest_kill;

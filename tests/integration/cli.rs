@@ -119,15 +119,27 @@ fn config_prints_the_effective_settings_with_secrets_masked() {
         out.contains("HERALD_DATABASE_URL=postgres://herald:***@db.internal:5432/herald\n"),
         "{out}"
     );
-    assert!(out.contains("HERALD_RETENTION_DAYS=30\n"), "{out}");
+    assert!(out.contains("HERALD_RETENTION=30days\n"), "{out}");
     assert!(
         !out.contains("hunter2") && !out.contains("a-very-secret-token"),
         "{out}"
     );
 
-    let (code, _, err) = herald(&["config"], &[("HERALD_RETENTION_DAYS", "0")]);
+    let (code, _, err) = herald(&["config"], &[("HERALD_RETENTION", "30s")]);
     assert_eq!(code, 2);
-    assert!(err.contains("HERALD_RETENTION_DAYS"), "{err}");
+    assert!(
+        err.contains("HERALD_RETENTION") && err.contains("1m"),
+        "{err}"
+    );
+    // The name of earlier versions says what to use now.
+    let (code, _, err) = herald(&["config"], &[("HERALD_RETENTION_DAYS", "30")]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("HERALD_RETENTION_DAYS")
+            && err.contains("renamed")
+            && err.contains("HERALD_RETENTION=30days"),
+        "{err}"
+    );
 }
 
 #[actix_rt::test]

@@ -375,7 +375,7 @@ async fn outcome_with_a_stale_lease_token_changes_nothing() {
 
     // A's late outcome: ignored entirely, not even an attempt row.
     let late = Outcome::without_attempt(&first[0], Disposition::Succeeded);
-    let recorded = store.record_outcomes(&[late]).await.unwrap();
+    let recorded = store.record_outcomes(&[late], 4).await.unwrap();
     assert_eq!((recorded.applied.len(), recorded.stale), (0, 1));
     let (status, owner): (String, String) =
         sqlx::query_as("SELECT status::text, lease_owner FROM herald.delivery")
@@ -386,7 +386,7 @@ async fn outcome_with_a_stale_lease_token_changes_nothing() {
 
     // B's outcome applies.
     let current = Outcome::without_attempt(&second[0], Disposition::Succeeded);
-    let recorded = store.record_outcomes(&[current]).await.unwrap();
+    let recorded = store.record_outcomes(&[current], 4).await.unwrap();
     assert_eq!(recorded.applied, vec![second[0].delivery_id]);
     assert_eq!(t.count("SELECT count(*) FROM herald.delivery WHERE status = 'succeeded' AND lease_token IS NULL").await, 1);
     t.finish().await;

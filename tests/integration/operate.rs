@@ -182,11 +182,26 @@ async fn metrics_count_actor_restarts_and_queue_waiting_deliveries() {
     t.finish().await;
 }
 
+/// `/api/v1/health` once it answers 200, or its last answer after 10 s.
+async fn ready(api: &crate::support::Api) -> (u16, serde_json::Value) {
+    let mut last = (0, serde_json::Value::Null);
+    crate::support::wait_until(
+        Duration::from_secs(10),
+        || api.send("GET", "/api/v1/health", None, &[]),
+        |answer| {
+            last = answer.clone();
+            answer.0 == 200
+        },
+    )
+    .await;
+    last
+}
+
 #[actix_rt::test]
 async fn health_reports_every_actor_and_liveness_answers_without_the_database() {
     let t = spawn_app().await;
     let api = t.api();
-    let (status, body) = api.send("GET", "/api/v1/health", None, &[]).await;
+    let (status, body) = ready(&api).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["database"]["status"], "OK");
     assert_eq!(body["queue"]["status"], "OK");
@@ -222,7 +237,9 @@ async fn health_reports_every_actor_and_liveness_answers_without_the_database() 
     // A worker-only instance serves health and metrics, and nothing of the API.
     let worker = crate::support::spawn_app_on(&t.database_url, &[("HERALD_ROLE", "worker")]).await;
     let w = worker.api();
-    let (status, body) = w.send("GET", "/api/v1/health", None, &[]).await;
+    // Ready once each of its actors has answered a heartbeat (every 100 ms here; on a
+    // loaded machine a first answer took 345 ms, past the 300 ms a heartbeat may age).
+    let (status, body) = ready(&w).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body["actors"].as_object().map(|a| a.len()),
@@ -233,5 +250,107 @@ async fn health_reports_every_actor_and_liveness_answers_without_the_database() 
     let (status, body) = w.get("/api/v1/app").await;
     assert_eq!(status, 404, "{body}");
     worker.app.shutdown().await;
+    t.finish().await;
+}
+
+#[actix_rt::test]
+async fn metrics_on_their_own_port_open_there_and_for_operators_only_on_the_api_port() {
+    let t = spawn_app_with(&[("HERALD_METRICS_LISTEN", "127.0.0.1:0")]).await;
+    let own = format!(
+        "http://127.0.0.1:{}",
+        t.app.metrics_port().expect("a listener")
+    );
+    let s = scrape(&own).await;
+    assert_eq!(value(&s, "herald_database_up", &[]), Some(1.0));
+    assert!(value(&s, "herald_queue_depth", &[("state", "due")]).is_some());
+    let api = t.api();
+    let on_api = format!("{}/metrics", api.base);
+    let client = reqwest::Client::new();
+    let anonymous = client.get(&on_api).send().await.unwrap();
+    assert_eq!(
+        anonymous.status(),
+        401,
+        "no token, no metrics on the API's port"
+    );
+    let operator = client
+        .get(&on_api)
+        .bearer_auth(crate::support::TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(operator.status(), 200);
+    let app = api.create_app("acme", "Acme").await;
+    let scoped = api
+        .expect(
+            201,
+            "POST",
+            "/api/v1/token",
+            Some(serde_json::json!({"name": "acme", "appId": app["id"]})),
+        )
+        .await;
+    let scoped = client
+        .get(&on_api)
+        .bearer_auth(scoped["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        scoped.status(),
+        403,
+        "an application's token sees no operator's metrics"
+    );
+    t.finish().await;
+}
+
+#[actix_rt::test]
+async fn scrapes_share_one_count_of_the_queue_for_the_cache_interval() {
+    // No dispatcher: what is enqueued stays due.
+    let overrides = [("HERALD_ROLE", "api"), ("HERALD_METRICS_CACHE", "5m")];
+    let t = spawn_app_with(&overrides).await;
+    let base = t.api().base;
+    let app = t.create_app("shop").await;
+    t.create_endpoint(&app, "https://receiver.example/hook", None)
+        .await;
+    let due = |s: &Scrape| value(s, "herald_queue_depth", &[("state", "due")]);
+    assert_eq!(due(&scrape(&base).await), Some(0.0));
+    for _ in 0..3 {
+        t.send(&app, "order.created", "{}").await;
+    }
+    assert_eq!(
+        t.count("SELECT count(*) FROM herald.delivery WHERE status = 'pending'")
+            .await,
+        3
+    );
+    assert_eq!(
+        due(&scrape(&base).await),
+        Some(0.0),
+        "the count of the first scrape, cached"
+    );
+    // Another instance without the cache sees them.
+    let other = crate::support::spawn_app_on(&t.database_url, &[("HERALD_ROLE", "api")]).await;
+    assert_eq!(due(&scrape(&other.api().base).await), Some(3.0));
+    other.app.shutdown().await;
+    t.finish().await;
+}
+
+/// Herald's sessions never JIT-compile: on a server with PostgreSQL's default `jit = on`
+/// (as the test server has), a statement planned with `enable_seqscan = off` that scans a
+/// small table would otherwise be compiled by LLVM on every execution.
+#[actix_rt::test]
+async fn herald_sessions_run_without_jit_on_a_server_that_has_it() {
+    let t = spawn_app().await;
+    let server: String = sqlx::query_scalar("SELECT current_setting('jit')")
+        .fetch_one(&t.pool)
+        .await
+        .unwrap();
+    let herald: String = sqlx::query_scalar("SELECT current_setting('jit')")
+        .fetch_one(t.app.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        (server.as_str(), herald.as_str()),
+        ("on", "off"),
+        "the test's own session has the server's default, Herald's has jit off"
+    );
     t.finish().await;
 }

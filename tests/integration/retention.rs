@@ -1,5 +1,7 @@
-//! Retention deletes what is past HERALD_RETENTION_DAYS and keeps everything else: recent
-//! rows, deliveries still waiting, and dead letters that died within the period.
+//! Retention deletes what is past HERALD_RETENTION and keeps everything else: recent
+//! rows, deliveries still waiting, and dead letters that died within the period. (Rows in
+//! the time partitions go with their partition: `partitions.rs`. Here, rows in the default
+//! partitions, as a partition's drop leaves them, or as written by hand.)
 
 use std::time::Duration;
 
@@ -8,7 +10,7 @@ use crate::support::{mock_receiver, spawn_app_with};
 #[actix_rt::test]
 async fn retention_removes_old_rows_and_keeps_recent_waiting_and_recently_dead_ones() {
     let t = spawn_app_with(&[
-        ("HERALD_RETENTION_DAYS", "1"),
+        ("HERALD_RETENTION", "1day"),
         ("HERALD_RETENTION_INTERVAL", "200ms"),
         // Several batches per pass.
         ("HERALD_RETENTION_BATCH", "2"),
@@ -81,7 +83,34 @@ async fn retention_removes_old_rows_and_keeps_recent_waiting_and_recently_dead_o
     .execute(&mut *tx)
     .await
     .unwrap();
+    // The old messages, their deliveries and attempts move to the default partitions (ids
+    // that name no time), where retention deletes row by row.
+    let aged: Vec<String> = old_fine
+        .iter()
+        .chain([&dead_long_ago, &dead_lately, waiting])
+        .cloned()
+        .collect();
+    for sql in [
+        "UPDATE herald.attempt SET id = 'atmpt_zz' || substr(id, 7), \
+                message_id = 'msg_zz' || substr(message_id, 5) WHERE message_id = ANY($1)",
+        "UPDATE herald.delivery SET message_id = 'msg_zz' || substr(message_id, 5) \
+          WHERE message_id = ANY($1)",
+        "UPDATE herald.message SET id = 'msg_zz' || substr(id, 5) WHERE id = ANY($1)",
+    ] {
+        sqlx::query(sql)
+            .bind(&aged)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
     tx.commit().await.unwrap();
+    let timeless = |id: &str| format!("msg_zz{}", &id[4..]);
+    let (waiting, dead_lately) = (&timeless(waiting), timeless(&dead_lately));
+    assert_eq!(
+        t.count("SELECT count(*) FROM herald.message_default").await,
+        7,
+        "the aged messages are in the default partition"
+    );
 
     // Left: the waiting, the recent and the lately dead messages; the attempts of the
     // waiting and the recent one; the new key.
@@ -132,7 +161,7 @@ async fn retention_removes_old_rows_and_keeps_recent_waiting_and_recently_dead_o
 #[actix_rt::test]
 async fn retention_ends_expired_sessions_and_forgets_old_portal_tokens_and_queue_samples() {
     let t = spawn_app_with(&[
-        ("HERALD_RETENTION_DAYS", "1"),
+        ("HERALD_RETENTION", "1day"),
         ("HERALD_RETENTION_INTERVAL", "200ms"),
     ])
     .await;
@@ -195,7 +224,7 @@ async fn retention_ends_expired_sessions_and_forgets_old_portal_tokens_and_queue
 #[actix_rt::test]
 async fn retention_forgets_old_received_requests_and_expired_event_ids() {
     let t = spawn_app_with(&[
-        ("HERALD_RETENTION_DAYS", "1"),
+        ("HERALD_RETENTION", "1day"),
         ("HERALD_RETENTION_INTERVAL", "200ms"),
     ])
     .await;

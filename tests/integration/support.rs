@@ -25,6 +25,9 @@ pub async fn fresh_database() -> String {
     format!("{}/{name}", server_url())
 }
 
+/// The key test instances seal secrets with.
+pub const TEST_KEY: &str = "aGVyYWxkLWludGVncmF0aW9uLXRlc3RzLWtleS0zMmI=";
+
 /// Settings for a test instance: fast ticks, a short schedule, an ephemeral port.
 pub fn test_settings(database_url: &str, overrides: &[(&str, &str)]) -> Settings {
     let mut vars: Vec<(String, String)> = [
@@ -45,6 +48,10 @@ pub fn test_settings(database_url: &str, overrides: &[(&str, &str)]) -> Settings
         ("HERALD_HEALTH_LOG_INTERVAL", "1s"),
         ("HERALD_SHUTDOWN_GRACE", "5s"),
         ("HERALD_LOG_LEVEL", "warn"),
+        // Secrets are sealed at rest with it (base64 of "herald-integration-tests-key-32b").
+        ("HERALD_ENCRYPTION_KEY", TEST_KEY),
+        // Scrapes count the queue each time (its cache has a test of its own).
+        ("HERALD_METRICS_CACHE", "0s"),
         // Test receivers listen on loopback, which the SSRF guard refuses by default.
         ("HERALD_ALLOWED_CIDRS", "127.0.0.0/8"),
         // Tests about retries fail on purpose; the breaker has tests of its own.
@@ -80,7 +87,8 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
 /// Another instance on an existing database (restarts, several instances).
 pub async fn spawn_app_on(database_url: &str, overrides: &[(&str, &str)]) -> TestApp {
     let settings = test_settings(database_url, overrides);
-    herald::telemetry::init(&settings);
+    // (The first instance's subscriber serves the whole test process.)
+    let _ = herald::telemetry::init(&settings);
     let app = Application::build(settings)
         .await
         .expect("application starts");
@@ -254,6 +262,15 @@ pub fn header(request: &wiremock::Request, name: &str) -> String {
 
 pub const TOKEN: &str = "dev-token-change-me";
 
+/// A loopback port free a moment ago (for a process that cannot bind port 0 and say which).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A JSON client for the instance's API.
 pub struct Api {
     pub base: String,
@@ -273,6 +290,26 @@ impl TestApp {
 }
 
 impl Api {
+    /// The API of an instance at `base` that the test did not build (a process of its own).
+    pub fn for_base(base: &str) -> Api {
+        Api {
+            base: base.to_string(),
+            client: reqwest::Client::new(),
+            token: TOKEN.into(),
+        }
+    }
+
+    /// The status of a GET with the token, or `None` while nothing answers.
+    pub async fn try_get(&self, path: &str) -> Option<u16> {
+        let res = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await;
+        res.ok().map(|r| r.status().as_u16())
+    }
+
     /// The same API, called with another bearer token.
     pub fn with_token(&self, token: &str) -> Api {
         Api {

@@ -19,6 +19,10 @@ from svix.api import (
     EndpointSecretRotateIn,
     EventTypeIn,
     MessageIn,
+    OperationalWebhookEndpointHeadersIn,
+    OperationalWebhookEndpointIn,
+    OperationalWebhookEndpointSecretIn,
+    OperationalWebhookEndpointUpsertIn,
     Svix,
     SvixOptions,
 )
@@ -85,6 +89,42 @@ def wait(predicate, what):
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def operational_webhooks(svix, app):
+    """Herald's own events, to an endpoint made with the SDK, verified with its Webhook class."""
+    ops = Receiver()
+    op = svix.operational_webhook.endpoint.create(
+        OperationalWebhookEndpointIn(url=ops.url, event_types=["endpoint.created", "endpoint.deleted"], uid="ops")
+    )
+    assert op.id.startswith("ep_") and op.event_types == ["endpoint.created", "endpoint.deleted"], op
+    assert svix.operational_webhook.endpoint.get("ops").id == op.id
+    assert [e.id for e in svix.operational_webhook.endpoint.list().data] == [op.id]
+    svix.operational_webhook.endpoint.set_headers(op.id, OperationalWebhookEndpointHeadersIn(headers={"x-team": "payments"}))
+    assert svix.operational_webhook.endpoint.get_headers(op.id).headers == {"x-team": "payments"}
+    old_secret = svix.operational_webhook.endpoint.get_secret(op.id).key
+    svix.operational_webhook.endpoint.rotate_secret(op.id, OperationalWebhookEndpointSecretIn())
+    secret = svix.operational_webhook.endpoint.get_secret(op.id).key
+    assert secret != old_secret
+
+    created = svix.endpoint.create(app.id, EndpointIn(url=ops.url + "/not-ops", uid="watched"))
+    svix.endpoint.delete(app.id, created.id)
+    seen = ops.wait_for(lambda r: r[0].get("x-team") == "payments" and b"endpoint.deleted" in r[1], "endpoint.deleted")
+    events = []
+    for headers, body in ops.received():
+        if headers.get("x-team"):
+            Webhook(secret).verify(body, headers)  # raises WebhookVerificationError
+            events.append(json.loads(body))
+    assert [e["type"] for e in events] == ["endpoint.created", "endpoint.deleted"], events
+    for event in events:
+        assert event["data"]["appId"] == app.id and event["data"]["endpointId"] == created.id, event
+        assert event["data"]["endpointUid"] == "watched", event
+    assert seen
+
+    upserted = svix.operational_webhook.endpoint.upsert(op.id, OperationalWebhookEndpointUpsertIn(url=ops.url, uid="ops"))
+    assert upserted.event_types is None, upserted
+    svix.operational_webhook.endpoint.delete(op.id)
+    assert svix.operational_webhook.endpoint.list().data == []
 
 
 def main():
@@ -170,6 +210,8 @@ def main():
             break
         iterator = page.iterator
     assert len(seen) == 8 and len(set(seen)) == 8, seen
+
+    operational_webhooks(svix, app)
 
     print("svix SDK: all checks passed")
 

@@ -13,6 +13,7 @@ use crate::{
         validate::{self, Problems},
     },
     destination::Policy,
+    operational::EventType as OperationalEvent,
 };
 
 /// A new endpoint.
@@ -198,10 +199,30 @@ impl EndpointPatch {
     }
 }
 
+/// Where an endpoint's event types come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventTypeCatalogue {
+    /// The event types created through `/api/v1/event-type`.
+    Registered,
+    /// Herald's own events (an operational endpoint's).
+    Operational,
+}
+
 impl EndpointFields {
-    /// Shape checks, the destination policy, then the checks that need the database (event
-    /// types must exist).
+    /// The checks of an endpoint whose event types are registered ones.
     pub async fn validate(&self, pool: &PgPool, policy: &Policy) -> ApiResult<()> {
+        self.validate_in(pool, policy, EventTypeCatalogue::Registered)
+            .await
+    }
+
+    /// Shape checks, the destination policy, then whether each event type is in
+    /// `catalogue` (for registered ones, a database lookup).
+    pub async fn validate_in(
+        &self,
+        pool: &PgPool,
+        policy: &Policy,
+        catalogue: EventTypeCatalogue,
+    ) -> ApiResult<()> {
         let mut p = Problems::default();
         match validate::url("url", &self.url) {
             Ok(_) => {
@@ -224,18 +245,32 @@ impl EndpointFields {
             p.check(validate::list("channels", channels, 10, validate::channel));
         }
         p.finish()?;
-        if let Some(types) = &self.event_types {
-            let unknown = event_type::unknown(pool, types).await?;
-            if !unknown.is_empty() {
-                return Err(ApiError::invalid(
-                    "eventTypes",
-                    format!(
-                        "unknown event type(s): {}; create them first (POST /api/v1/event-type)",
-                        unknown.join(", ")
-                    ),
-                ));
-            }
+        let Some(types) = &self.event_types else {
+            return Ok(());
+        };
+        let (unknown, hint) = match catalogue {
+            EventTypeCatalogue::Registered => (
+                event_type::unknown(pool, types).await?,
+                "create them first (POST /api/v1/event-type)".to_string(),
+            ),
+            EventTypeCatalogue::Operational => (
+                types
+                    .iter()
+                    .filter(|t| OperationalEvent::from_name(t).is_none())
+                    .cloned()
+                    .collect(),
+                format!(
+                    "Herald's operational events are {}",
+                    OperationalEvent::ALL.map(OperationalEvent::name).join(", ")
+                ),
+            ),
+        };
+        if unknown.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        Err(ApiError::invalid(
+            "eventTypes",
+            format!("unknown event type(s): {}; {hint}", unknown.join(", ")),
+        ))
     }
 }

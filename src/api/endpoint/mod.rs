@@ -16,10 +16,17 @@ use super::{
     paths::{AppPath, EndpointPath},
     validate,
 };
-use crate::{destination::Policy, signing::Secret, store::string_map::StringMap};
+use crate::{
+    destination::Policy,
+    keyring::{Keyring, Purpose},
+    signing::Secret,
+    store::string_map::StringMap,
+};
 
 mod input;
-pub use input::{EndpointFields, EndpointIn, EndpointPatch, EndpointUpdate, OrderedOnDead};
+pub use input::{
+    EndpointFields, EndpointIn, EndpointPatch, EndpointUpdate, EventTypeCatalogue, OrderedOnDead,
+};
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(list)
@@ -117,6 +124,7 @@ fn disabled_reason(disabled: bool) -> Option<&'static str> {
 /// Creates an endpoint of `app_id` with its first secret, in one transaction.
 pub async fn insert(
     pool: &PgPool,
+    ring: &Keyring,
     app_id: &str,
     f: &EndpointFields,
     secret: &Secret,
@@ -124,9 +132,10 @@ pub async fn insert(
 ) -> ApiResult<EndpointOut> {
     let mut tx = pool.begin().await?;
     let sql = format!(
-        "INSERT INTO herald.endpoint (app_id, uid, url, description, rate_limit, disabled, disabled_reason, disabled_at, \
-         event_types, channels, metadata, headers, ordered, ordered_on_dead) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $6 THEN now() END, $8, $9, $10, $11, $12, $13) RETURNING {COLUMNS}"
+        "INSERT INTO herald.endpoint (app_id, uid, url, description, rate_limit, disabled, disabled_reason, disabled_cause, \
+         disabled_at, event_types, channels, metadata, headers, ordered, ordered_on_dead) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $6 THEN 'manual' END, CASE WHEN $6 THEN now() END, \
+         $8, $9, $10, $11, $12, $13) RETURNING {COLUMNS}"
     );
     let endpoint: EndpointOut = sqlx::query_as(&sql)
         .bind(app_id)
@@ -139,14 +148,14 @@ pub async fn insert(
         .bind(&f.event_types)
         .bind(&f.channels)
         .bind(Db(&f.metadata))
-        .bind(Db(headers))
+        .bind(Db(crate::api::endpoint_secret::seal_headers(ring, headers)))
         .bind(f.ordered)
         .bind(f.ordered_on_dead)
         .fetch_one(&mut *tx)
         .await?;
     sqlx::query("INSERT INTO herald.endpoint_secret (endpoint_id, key) VALUES ($1, $2)")
         .bind(&endpoint.id)
-        .bind(secret.as_bytes())
+        .bind(ring.seal(Purpose::EndpointSecret, secret.as_bytes()))
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
@@ -166,6 +175,7 @@ pub async fn insert(
 #[post("/app/{app_id}/endpoint")]
 async fn create(
     pool: web::Data<PgPool>,
+    ring: web::Data<Keyring>,
     policy: web::Data<Policy>,
     path: web::Path<AppPath>,
     Json(input): Json<EndpointIn>,
@@ -174,8 +184,9 @@ async fn create(
     let (fields, secret, headers) = input.split();
     let endpoint = create_checked(
         &pool,
+        &ring,
         &policy,
-        &app_id,
+        (&app_id, EventTypeCatalogue::Registered),
         &fields,
         secret.as_deref(),
         &headers,
@@ -184,23 +195,25 @@ async fn create(
     Ok(HttpResponse::Created().json(endpoint))
 }
 
-/// Checks a new endpoint (fields, secret, headers) and creates it; the secret is a new one
-/// unless given (`whsec_…`).
+/// Checks a new endpoint of an application (its fields against the application's event
+/// type catalogue, its secret, its headers) and creates it; the secret is a new one unless
+/// given (`whsec_…`).
 pub async fn create_checked(
     pool: &PgPool,
+    ring: &Keyring,
     policy: &Policy,
-    app_id: &str,
+    (app_id, catalogue): (&str, EventTypeCatalogue),
     fields: &EndpointFields,
     secret: Option<&str>,
     headers: &BTreeMap<String, String>,
 ) -> ApiResult<EndpointOut> {
-    fields.validate(pool, policy).await?;
+    fields.validate_in(pool, policy, catalogue).await?;
     let secret = match secret {
         Some(s) => validate::secret("secret", s).map_err(|e| ApiError::Validation(vec![e]))?,
         None => Secret::generate(),
     };
     validate::headers("headers", headers).map_err(|e| ApiError::Validation(vec![e]))?;
-    insert(pool, app_id, fields, &secret, headers).await
+    insert(pool, ring, app_id, fields, &secret, headers).await
 }
 
 /// Which endpoints a list shows.
@@ -267,6 +280,7 @@ pub async fn save(pool: &PgPool, id: &str, f: &EndpointFields) -> ApiResult<Endp
     let sql = format!(
         "UPDATE herald.endpoint SET uid = $2, url = $3, description = $4, rate_limit = $5, \
          disabled_reason = CASE WHEN NOT $6 THEN NULL WHEN disabled THEN disabled_reason ELSE $7 END, \
+         disabled_cause = CASE WHEN NOT $6 THEN NULL WHEN disabled THEN disabled_cause ELSE 'manual' END, \
          disabled_at = CASE WHEN NOT $6 THEN NULL WHEN disabled THEN disabled_at ELSE now() END, \
          first_failure_at = CASE WHEN NOT $6 AND disabled THEN NULL ELSE first_failure_at END, \
          disabled = $6, event_types = $8, channels = $9, metadata = $10, ordered = $11, \
@@ -305,13 +319,15 @@ pub async fn save(pool: &PgPool, id: &str, f: &EndpointFields) -> ApiResult<Endp
 #[put("/app/{app_id}/endpoint/{endpoint_id}")]
 async fn update(
     pool: web::Data<PgPool>,
+    ring: web::Data<Keyring>,
     policy: web::Data<Policy>,
     path: web::Path<EndpointPath>,
     Json(input): Json<EndpointUpdate>,
 ) -> ApiResult<HttpResponse> {
     let app_id = application::resolve(&pool, &path.app_id).await?;
+    let app = (app_id.as_str(), EventTypeCatalogue::Registered);
     Ok(
-        match upsert(&pool, &policy, &app_id, &path.endpoint_id, input).await? {
+        match upsert(&pool, &ring, &policy, app, &path.endpoint_id, input).await? {
             Upserted::Replaced(e) => HttpResponse::Ok().json(e),
             Upserted::Created(e) => HttpResponse::Created().json(e),
         },
@@ -325,26 +341,35 @@ pub enum Upserted {
 }
 
 /// Replaces the endpoint `key` names, or creates it (with a new secret) when `key` is a uid
-/// not used yet in the application.
+/// not used yet in the application (whose event type catalogue its fields are checked
+/// against).
 pub async fn upsert(
     pool: &PgPool,
+    ring: &Keyring,
     policy: &Policy,
-    app_id: &str,
+    (app_id, catalogue): (&str, EventTypeCatalogue),
     key: &str,
     mut fields: EndpointFields,
 ) -> ApiResult<Upserted> {
     match find(pool, app_id, key).await {
         Ok(existing) => {
             existing.editable()?;
-            fields.validate(pool, policy).await?;
+            fields.validate_in(pool, policy, catalogue).await?;
             Ok(Upserted::Replaced(save(pool, &existing.id, &fields).await?))
         }
         Err(ApiError::NotFound(_)) if !validate::looks_like_id(key) => {
             validate::uid("uid", key).map_err(|e| ApiError::Validation(vec![e]))?;
             fields.uid.get_or_insert_with(|| key.to_string());
-            fields.validate(pool, policy).await?;
-            let created =
-                insert(pool, app_id, &fields, &Secret::generate(), &BTreeMap::new()).await?;
+            fields.validate_in(pool, policy, catalogue).await?;
+            let created = insert(
+                pool,
+                ring,
+                app_id,
+                &fields,
+                &Secret::generate(),
+                &BTreeMap::new(),
+            )
+            .await?;
             Ok(Upserted::Created(created))
         }
         Err(e) => Err(e),
@@ -388,9 +413,15 @@ async fn delete_endpoint(
     path: web::Path<EndpointPath>,
 ) -> ApiResult<HttpResponse> {
     let (_, e) = resolve(&pool, &path).await?;
-    sqlx::query("DELETE FROM herald.endpoint WHERE id = $1")
-        .bind(&e.id)
-        .execute(pool.get_ref())
-        .await?;
+    delete(&pool, &e.id).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Deletes an endpoint with its deliveries and attempts.
+pub async fn delete(pool: &PgPool, id: &str) -> ApiResult<()> {
+    sqlx::query("DELETE FROM herald.endpoint WHERE id = $1")
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(())
 }

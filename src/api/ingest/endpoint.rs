@@ -14,13 +14,14 @@ use utoipa::{IntoParams, ToSchema};
 use super::source::{self, SourcePath};
 use crate::{
     api::{
-        endpoint::{self, EndpointFields, EndpointOut, Upserted},
+        endpoint::{self, EndpointFields, EndpointOut, EventTypeCatalogue, Upserted},
         endpoint_secret::{self, HeadersIn, HeadersOut, RotateIn, SecretOut},
         error::{ApiResult, HttpErrorOut},
         extract::{Json, OptionalJson},
         pagination::{ListResponse, PageQuery},
     },
     destination::Policy,
+    keyring::Keyring,
     signing::Secret,
 };
 
@@ -172,6 +173,7 @@ async fn list(
 #[post("/source/{source_id}/endpoint")]
 async fn create(
     pool: web::Data<PgPool>,
+    ring: web::Data<Keyring>,
     policy: web::Data<Policy>,
     path: web::Path<SourcePath>,
     Json(input): Json<IngestEndpointIn>,
@@ -190,8 +192,9 @@ async fn create(
     .fields();
     let e = endpoint::create_checked(
         &pool,
+        &ring,
         &policy,
-        &source.app_id,
+        (&source.app_id, EventTypeCatalogue::Registered),
         &fields,
         secret.as_deref(),
         &headers,
@@ -226,6 +229,7 @@ async fn get(
 #[put("/source/{source_id}/endpoint/{endpoint_id}")]
 async fn upsert(
     pool: web::Data<PgPool>,
+    ring: web::Data<Keyring>,
     policy: web::Data<Policy>,
     path: web::Path<SourceEndpointPath>,
     Json(input): Json<IngestEndpointUpsertIn>,
@@ -233,7 +237,16 @@ async fn upsert(
     let source = source::find(&pool, &path.source_id).await?;
     let fields = input.fields();
     Ok(
-        match endpoint::upsert(&pool, &policy, &source.app_id, &path.endpoint_id, fields).await? {
+        match endpoint::upsert(
+            &pool,
+            &ring,
+            &policy,
+            (&source.app_id, EventTypeCatalogue::Registered),
+            &path.endpoint_id,
+            fields,
+        )
+        .await?
+        {
             Upserted::Replaced(e) => HttpResponse::Ok().json(IngestEndpointOut::from(e)),
             Upserted::Created(e) => HttpResponse::Created().json(IngestEndpointOut::from(e)),
         },
@@ -251,10 +264,7 @@ async fn delete_endpoint(
     path: web::Path<SourceEndpointPath>,
 ) -> ApiResult<HttpResponse> {
     let (_, e) = resolve(&pool, &path).await?;
-    sqlx::query("DELETE FROM herald.endpoint WHERE id = $1")
-        .bind(&e.id)
-        .execute(pool.get_ref())
-        .await?;
+    endpoint::delete(&pool, &e.id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -266,10 +276,13 @@ async fn delete_endpoint(
 #[get("/source/{source_id}/endpoint/{endpoint_id}/secret")]
 async fn get_secret(
     pool: web::Data<PgPool>,
+    ring: web::Data<Keyring>,
     path: web::Path<SourceEndpointPath>,
 ) -> ApiResult<HttpResponse> {
     let (_, e) = resolve(&pool, &path).await?;
-    let key = endpoint_secret::current(&pool, &e.id).await?.expose();
+    let key = endpoint_secret::current(&pool, &ring, &e.id)
+        .await?
+        .expose();
     Ok(HttpResponse::Ok().json(SecretOut { key }))
 }
 
@@ -282,12 +295,13 @@ async fn get_secret(
 #[post("/source/{source_id}/endpoint/{endpoint_id}/secret/rotate")]
 async fn rotate_secret(
     pool: web::Data<PgPool>,
+    ring: web::Data<Keyring>,
     path: web::Path<SourceEndpointPath>,
     OptionalJson(body): OptionalJson<RotateIn>,
 ) -> ApiResult<HttpResponse> {
     let (_, e) = resolve(&pool, &path).await?;
     let secret: Secret =
-        endpoint_secret::rotate_as_asked(&pool, &e.id, &body.unwrap_or_default()).await?;
+        endpoint_secret::rotate_as_asked(&pool, &ring, &e.id, &body.unwrap_or_default()).await?;
     Ok(HttpResponse::Ok().json(SecretOut {
         key: secret.expose(),
     }))
@@ -301,14 +315,11 @@ async fn rotate_secret(
 #[get("/source/{source_id}/endpoint/{endpoint_id}/headers")]
 async fn get_headers(
     pool: web::Data<PgPool>,
+    ring: web::Data<Keyring>,
     path: web::Path<SourceEndpointPath>,
 ) -> ApiResult<HttpResponse> {
     let (_, e) = resolve(&pool, &path).await?;
-    let headers = endpoint_secret::load_headers(&pool, &e.id).await?;
-    Ok(HttpResponse::Ok().json(HeadersOut {
-        headers,
-        sensitive: vec![],
-    }))
+    Ok(HttpResponse::Ok().json(endpoint_secret::headers_out(&pool, &ring, &e.id).await?))
 }
 
 /// Replace a source endpoint's custom headers.
@@ -320,10 +331,11 @@ async fn get_headers(
 #[put("/source/{source_id}/endpoint/{endpoint_id}/headers")]
 async fn set_headers(
     pool: web::Data<PgPool>,
+    ring: web::Data<Keyring>,
     path: web::Path<SourceEndpointPath>,
     Json(input): Json<HeadersIn>,
 ) -> ApiResult<HttpResponse> {
     let (_, e) = resolve(&pool, &path).await?;
-    endpoint_secret::store_headers(&pool, &e.id, &input.headers).await?;
+    endpoint_secret::store_headers(&pool, &ring, &e.id, &input.headers).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -15,6 +15,7 @@ use sqlx::PgPool;
 use crate::{
     api::error::{ApiError, ApiResult},
     ingest::source::SourceKind,
+    keyring::{sweep::open_source_config, Keyring},
 };
 
 /// How long a token's source is remembered: a rotated token, a new secret or a deleted
@@ -31,20 +32,33 @@ pub struct KnownSource {
     pub kind: Arc<SourceKind>,
 }
 
-/// One for every worker (made once at start-up).
-#[derive(Default)]
-pub struct SourceCache(Mutex<Remembered<KnownSource>>);
+/// One for every worker (made once at start-up), opening sources' secrets with its keyring.
+pub struct SourceCache {
+    remembered: Mutex<Remembered<KnownSource>>,
+    keyring: Arc<Keyring>,
+}
 
 impl SourceCache {
+    pub fn new(keyring: Arc<Keyring>) -> SourceCache {
+        SourceCache {
+            remembered: Mutex::default(),
+            keyring,
+        }
+    }
+
     /// The source a token names (404 when none does).
     pub async fn source(&self, pool: &PgPool, token: &str) -> ApiResult<KnownSource> {
         let now = Instant::now();
-        let hit = self.0.lock().expect("source cache").get(token, now);
+        let hit = self
+            .remembered
+            .lock()
+            .expect("source cache")
+            .get(token, now);
         let found = match hit {
             Some(found) => found,
             None => {
-                let found = lookup(pool, token).await?;
-                self.0
+                let found = lookup(pool, &self.keyring, token).await?;
+                self.remembered
                     .lock()
                     .expect("source cache")
                     .put(token, found.clone(), now);
@@ -56,14 +70,14 @@ impl SourceCache {
 
     /// Forgets a source at once on this instance (rotated, changed or deleted here).
     pub fn forget(&self, source_id: &str) {
-        self.0
+        self.remembered
             .lock()
             .expect("source cache")
             .forget(|s| s.id == source_id);
     }
 }
 
-async fn lookup(pool: &PgPool, token: &str) -> ApiResult<Option<KnownSource>> {
+async fn lookup(pool: &PgPool, ring: &Keyring, token: &str) -> ApiResult<Option<KnownSource>> {
     let row: Option<(String, String, sqlx::types::Json<serde_json::Value>)> =
         sqlx::query_as("SELECT id, type, config FROM herald.ingest_source WHERE token = $1")
             .bind(token)
@@ -72,7 +86,9 @@ async fn lookup(pool: &PgPool, token: &str) -> ApiResult<Option<KnownSource>> {
     let Some((id, kind, config)) = row else {
         return Ok(None);
     };
-    let kind = SourceKind::from_parts(&kind, &config.0).map_err(|p| {
+    let config = open_source_config(ring, config.0)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("source {id}'s secret: {e}")))?;
+    let kind = SourceKind::from_parts(&kind, &config).map_err(|p| {
         ApiError::Internal(anyhow::anyhow!(
             "source {id} has an unusable config: {}",
             p.msg

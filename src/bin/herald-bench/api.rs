@@ -61,7 +61,7 @@ pub struct Request {
 pub type Maker = Rc<dyn Fn(u64, i64) -> Request>;
 
 /// Message creates through `POST /api/v1/app/bench/msg`.
-fn messages(opts: ApiOptions, event_type: &'static str) -> Maker {
+pub fn messages(opts: ApiOptions, event_type: &'static str) -> Maker {
     Rc::new(move |seq, t| {
         let mut headers = vec![("authorization".to_string(), format!("Bearer {TOKEN}"))];
         if opts.idempotency_keys {

@@ -19,6 +19,8 @@ mod pages;
 mod pgcount;
 mod receiver;
 mod setup;
+mod soak;
+mod soak_plot;
 
 use clap::{Parser, Subcommand};
 
@@ -44,6 +46,11 @@ pub struct Cli {
     /// The `herald` binary to run (default: the one built beside this benchmark).
     #[arg(long)]
     herald_bin: Option<std::path::PathBuf>,
+    /// The configuration directory it reads (default: this checkout's `config/`; give the
+    /// other build's own with `--herald-bin`, since a build refuses settings it does not
+    /// know).
+    #[arg(long)]
+    herald_config: Option<std::path::PathBuf>,
     /// A PostgreSQL setting for the benchmark database's sessions, `NAME=VALUE`
     /// (`ALTER DATABASE ... SET`); repeatable. For experiments and diagnosis, e.g.
     /// `--db-setting log_min_duration_statement=0`.
@@ -180,6 +187,10 @@ enum Scenario {
         #[arg(long, default_value_t = 20)]
         repeats: usize,
     },
+    /// A steady rate through the API for many minutes with a short retention: latency,
+    /// throughput, memory, table sizes, dead tuples, claim time and queue over time (printed,
+    /// and written as CSV and a PNG chart), first and last tenth side by side.
+    Soak(soak::SoakOptions),
     /// Every figure of issue 5 with its parameters: one table and one JSON line.
     All,
 }
@@ -248,6 +259,7 @@ async fn run_one(cli: &Cli, scenario: &Scenario) -> anyhow::Result<serde_json::V
             endpoints,
             repeats,
         } => pages::pages(cli, &bench, endpoints, attempts, repeats).await,
+        Scenario::Soak(opts) => soak::soak(cli, &bench, opts).await,
         Scenario::Hanging { .. } | Scenario::All => unreachable!("handled above"),
     };
     if cli.keep_database {

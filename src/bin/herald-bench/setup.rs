@@ -304,7 +304,10 @@ impl Herald {
             // A free port: bound, read and released (Herald binds it a moment later).
             _ => Some(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?),
         };
-        let config_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
+        let config_dir = cli
+            .herald_config
+            .clone()
+            .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/config").into());
         let mut cmd = Command::new(exe);
         cmd.env("HERALD_CONFIG_DIR", config_dir)
             .env("HERALD_DATABASE_URL", database_url)
@@ -347,6 +350,16 @@ impl Herald {
         if cli.herald_bin.is_some() {
             // Another build (an earlier version, say) on the schema this benchmark created.
             cmd.env("HERALD_RUN_MIGRATIONS", "false");
+        }
+        // A benchmark killed before it could stop Herald must not leave it running (one that
+        // did kept reconnecting to its dropped database through the next soak).
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        #[cfg(target_os = "linux")]
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)?;
+                Ok(())
+            });
         }
         let mut herald = Herald {
             child: cmd.spawn()?,

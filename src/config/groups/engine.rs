@@ -171,25 +171,41 @@ impl Group for Pool {
 /// How long rows are kept.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Retention {
-    /// Messages, attempts and finished deliveries older than this many days are deleted.
-    #[serde(rename = "retention_days")]
-    pub days: u32,
+    /// Messages, attempts and finished deliveries older than this are deleted (days in
+    /// production; minutes in a soak benchmark).
+    #[serde(rename = "retention", with = "values::duration")]
+    pub keep: Duration,
     /// How often the retention actor looks for expired rows.
     #[serde(rename = "retention_interval", with = "values::duration")]
     pub interval: Duration,
-    /// Rows of each kind deleted per retention transaction.
+    /// Rows of each kind deleted per retention transaction (from the default partitions:
+    /// what outlived its partition, and what was written while none covered its time).
     #[serde(rename = "retention_batch")]
     pub batch: u32,
+    /// The time each partition of messages, deliveries and attempts covers.
+    #[serde(with = "values::duration")]
+    pub partition_interval: Duration,
 }
 
 impl Group for Retention {
     fn validate(&self) -> Result<(), ConfigError> {
         require(
-            self.days > 0,
-            "retention_days",
-            "must be at least 1 (rows are kept this many days)",
+            self.keep >= Duration::from_secs(60),
+            "retention",
+            "must be at least 1m (e.g. 30days)",
         )?;
         require(self.batch > 0, "retention_batch", "must be greater than 0")?;
+        require(
+            self.partition_interval >= Duration::from_secs(1),
+            "partition_interval",
+            "must be at least 1s (a day suits a retention of weeks)",
+        )?;
+        // Partitions are made three intervals ahead, on each retention pass.
+        require(
+            self.partition_interval * crate::store::partitions::AHEAD >= self.interval,
+            "partition_interval",
+            "must be at least a third of retention_interval: partitions are made three intervals ahead on each retention pass",
+        )?;
         require(
             !self.interval.is_zero(),
             "retention_interval",
@@ -237,6 +253,21 @@ impl Group for Supervision {
             "stall_timeout",
             "must be longer than heartbeat_interval",
         )
+    }
+}
+
+/// Operational webhooks: Herald's own events, to the operator's endpoints.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Operational {
+    /// A delivery's attempt number whose failure sends `message.attempt.failing` (Svix
+    /// sends it on the fourth; 0: never).
+    #[serde(rename = "operational_failing_after")]
+    pub failing_after: u32,
+}
+
+impl Group for Operational {
+    fn validate(&self) -> Result<(), ConfigError> {
+        Ok(())
     }
 }
 

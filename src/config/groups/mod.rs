@@ -6,7 +6,7 @@
 //!
 //! The groups are split by what they configure: [`service`] (the process, the database, the
 //! API and access to it, destinations) and [`engine`] (sending, retries, the breaker, the
-//! actor pool, retention, supervision, faults).
+//! actor pool, retention, supervision, operational webhooks, faults).
 
 mod engine;
 mod service;

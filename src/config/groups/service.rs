@@ -22,6 +22,13 @@ pub struct Process {
     pub log_format: LogFormat,
     /// A tracing filter (`info`, `herald=debug,sqlx=warn`); `RUST_LOG` wins when set.
     pub log_level: String,
+    /// Where `/metrics` is served on its own (`127.0.0.1:9090`); the API's port then
+    /// answers it to operator tokens only. Empty: on the API's port, without a token.
+    #[serde(with = "values::optional_addr")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// How long a count of the queue serves scrapes: the most database work scrapes cause.
+    #[serde(with = "values::duration")]
+    pub metrics_cache: Duration,
 }
 
 fn development() -> Environment {
@@ -30,7 +37,62 @@ fn development() -> Environment {
 
 impl Group for Process {
     fn validate(&self) -> Result<(), ConfigError> {
-        Ok(())
+        require(
+            self.metrics_listen
+                .is_none_or(|m| m != self.listen || m.port() == 0),
+            "metrics_listen",
+            "must differ from HERALD_LISTEN (empty serves /metrics there)",
+        )?;
+        require(
+            self.metrics_cache <= Duration::from_secs(300),
+            "metrics_cache",
+            "must be at most 5m: scrapes would show the queue that long ago",
+        )
+    }
+}
+
+/// Traces, exported over OTLP/HTTP.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Traces {
+    /// The collector's base URL (`http://collector:4318`; Herald posts to `/v1/traces`
+    /// under it). Empty: no traces.
+    pub otlp_endpoint: String,
+    /// Send each delivery attempt's W3C `traceparent` header to the receiver.
+    pub send_traceparent: bool,
+}
+
+impl Traces {
+    /// Where spans are posted, when traces are on.
+    pub fn traces_url(&self) -> Option<String> {
+        let base = self.otlp_endpoint.trim();
+        (!base.is_empty()).then(|| format!("{}/v1/traces", base.trim_end_matches('/')))
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.traces_url().is_some()
+    }
+}
+
+impl Group for Traces {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = self.traces_url() {
+            let parsed = url::Url::parse(&url).map_err(|e| {
+                ConfigError::new(
+                    "otlp_endpoint",
+                    format!("is not a URL ({e}), e.g. http://127.0.0.1:4318"),
+                )
+            })?;
+            require(
+                matches!(parsed.scheme(), "http" | "https") && parsed.query().is_none(),
+                "otlp_endpoint",
+                "must be an http(s) URL without a query, e.g. http://127.0.0.1:4318",
+            )?;
+        }
+        require(
+            !self.send_traceparent || self.enabled(),
+            "send_traceparent",
+            "needs HERALD_OTLP_ENDPOINT: without traces there is no span to name",
+        )
     }
 }
 
@@ -47,11 +109,35 @@ pub struct Database {
     pub timeout: Duration,
     /// Create the database and apply migrations at start-up.
     pub run_migrations: bool,
+    /// Where Herald keeps files of its own: the embedded PostgreSQL's cluster (with
+    /// `database_url = "embedded"`), development's encryption key.
+    pub data_dir: PathBuf,
+    /// The directory of PostgreSQL's server binaries for the embedded cluster (empty:
+    /// found on `PATH` or where distributions put them).
+    pub postgres_bin: String,
+}
+
+impl Database {
+    /// The configured server binaries' directory, if one is.
+    pub fn postgres_bin(&self) -> Option<PathBuf> {
+        let dir = self.postgres_bin.trim();
+        (!dir.is_empty()).then(|| PathBuf::from(dir))
+    }
+
+    /// `database_url = "embedded"`.
+    pub fn is_embedded(&self) -> bool {
+        self.url.trim() == crate::embedded_pg::EMBEDDED
+    }
 }
 
 impl Group for Database {
     fn validate(&self) -> Result<(), ConfigError> {
         require(!self.url.trim().is_empty(), "database_url", "must be set")?;
+        require(
+            !self.data_dir.as_os_str().is_empty(),
+            "data_dir",
+            "must be set (e.g. .herald)",
+        )?;
         require(
             self.pool_size > 0,
             "database_pool_size",
@@ -78,6 +164,10 @@ pub struct Api {
     /// How long an `idempotency-key` is remembered.
     #[serde(with = "values::duration")]
     pub idempotency_retention: Duration,
+    /// Longest a small group-commit batch waits for more when requests come fast (0s: never;
+    /// at low rates nothing waits whatever this says).
+    #[serde(with = "values::duration")]
+    pub batch_linger: Duration,
 }
 
 impl Group for Api {
@@ -106,6 +196,11 @@ impl Group for Api {
                 && self.idempotency_lock <= self.idempotency_retention,
             "idempotency_lock",
             "must be at least 1s and at most idempotency_retention",
+        )?;
+        require(
+            self.batch_linger <= Duration::from_millis(100),
+            "batch_linger",
+            "must be at most 100ms (it is added to a request's time)",
         )?;
         require(
             !self.max_deliver_ahead.is_zero(),
@@ -212,5 +307,39 @@ impl Group for Ingest {
             "ingest_tolerance",
             "must be at least 1s",
         )
+    }
+}
+
+/// Secrets at rest: the key they are sealed with (`crate::keyring`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Encryption {
+    /// Base64 of 32 random bytes (`herald keys generate`). Required in production; empty in
+    /// development: a key generated into `data_dir`.
+    #[serde(rename = "encryption_key", with = "values::masked")]
+    pub key: String,
+    /// Other keys Herald can read with (never seals with): the one being rotated out, or the
+    /// next one before it becomes current.
+    #[serde(rename = "encryption_old_keys", with = "values::masked_list")]
+    pub old_keys: Vec<String>,
+}
+
+impl Encryption {
+    /// The configured key, if one is.
+    pub fn key(&self) -> Option<&str> {
+        let key = self.key.trim();
+        (!key.is_empty()).then_some(key)
+    }
+}
+
+impl Group for Encryption {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(key) = self.key() {
+            crate::keyring::parse_key(key).map_err(|e| ConfigError::new("encryption_key", e))?;
+        }
+        for key in &self.old_keys {
+            crate::keyring::parse_key(key)
+                .map_err(|e| ConfigError::new("encryption_old_keys", format!("a key {e}")))?;
+        }
+        Ok(())
     }
 }

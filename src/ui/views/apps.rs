@@ -13,6 +13,7 @@ use crate::{
         portal_access::{self, public_base, AppPortalAccessIn},
     },
     config::groups::Access,
+    keyring::Keyring,
     ui::{
         assets::Assets,
         format::{when, Pager, When},
@@ -72,6 +73,7 @@ pub struct NewApp {
 
 pub async fn create(
     pool: web::Data<PgPool>,
+    ring: web::Data<Keyring>,
     posted: Posted<NewApp>,
 ) -> Result<HttpResponse, UiError> {
     let uid = posted.form.uid.trim();
@@ -81,7 +83,7 @@ pub async fn create(
         metadata: Default::default(),
     };
     input.validate("")?;
-    let app = application::insert(&pool, &input).await?;
+    let app = application::insert(&pool, &ring, &input).await?;
     Ok(see_other(
         &Notice::AppCreated.on(&format!("/ui/app/{}/endpoints", app.id)),
     ))

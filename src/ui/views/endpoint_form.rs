@@ -28,8 +28,24 @@ pub struct EndpointForm {
     pub headers: String,
 }
 
+/// The headers as the form shows them, a `Name: value` line each, sensitive values hidden.
+fn headers_text(headers: &BTreeMap<String, String>) -> String {
+    headers
+        .iter()
+        .map(|(k, v)| match crate::keyring::is_sensitive_header(k) {
+            true => format!("{k}: {SENSITIVE_PLACEHOLDER}"),
+            false => format!("{k}: {v}"),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// What the form shows in place of a sensitive header's value (by name:
+/// [`crate::keyring::is_sensitive_header`]); saved as it is, it keeps the stored value.
+pub const SENSITIVE_PLACEHOLDER: &str = "(sensitive: unchanged)";
+
 impl EndpointForm {
-    /// The form as an existing endpoint fills it.
+    /// The form as an existing endpoint fills it (sensitive values hidden).
     pub fn of(e: &EndpointOut, headers: &BTreeMap<String, String>) -> EndpointForm {
         EndpointForm {
             url: e.url.clone(),
@@ -37,12 +53,24 @@ impl EndpointForm {
             event_types: e.event_types.clone().unwrap_or_default(),
             channels: e.channels.clone().unwrap_or_default().join(", "),
             rate_limit: e.throttle_rate.map(|r| r.to_string()).unwrap_or_default(),
-            headers: headers
-                .iter()
-                .map(|(k, v)| format!("{k}: {v}"))
-                .collect::<Vec<_>>()
-                .join("\n"),
+            headers: headers_text(headers),
         }
+    }
+
+    /// Posted headers with the placeholders of sensitive values put back as `stored` has
+    /// them (a placeholder for a header that has no value yet is kept as text).
+    pub fn restore_sensitive(
+        mut posted: BTreeMap<String, String>,
+        stored: &BTreeMap<String, String>,
+    ) -> BTreeMap<String, String> {
+        for (name, value) in posted.iter_mut() {
+            if value == SENSITIVE_PLACEHOLDER {
+                if let Some(kept) = stored.get(name) {
+                    value.clone_from(kept);
+                }
+            }
+        }
+        posted
     }
 
     /// The endpoint fields and headers this form sets; what it does not show (uid,
@@ -133,6 +161,29 @@ impl EndpointForm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sensitive_values_are_hidden_in_the_form_and_kept_when_saved_unchanged() {
+        let stored = BTreeMap::from([
+            ("Authorization".to_string(), "Bearer s3cret".to_string()),
+            ("X-Tenant".to_string(), "acme".to_string()),
+        ]);
+        let form = EndpointForm {
+            url: "https://shop.example/hook".into(),
+            headers: headers_text(&stored),
+            ..Default::default()
+        };
+        assert!(!form.headers.contains("s3cret"), "{}", form.headers);
+        assert!(form.headers.contains("X-Tenant: acme"));
+        let (_, posted) = form.fields(None, &[]).unwrap();
+        assert_eq!(EndpointForm::restore_sensitive(posted, &stored), stored);
+        // A new value replaces it.
+        let changed = BTreeMap::from([("Authorization".to_string(), "Bearer new".to_string())]);
+        assert_eq!(
+            EndpointForm::restore_sensitive(changed.clone(), &stored),
+            changed
+        );
+    }
 
     #[test]
     fn a_posted_form_becomes_endpoint_fields() {

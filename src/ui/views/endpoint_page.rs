@@ -19,6 +19,7 @@ use crate::{
         pagination::PageQuery,
         query::MessageFilter,
     },
+    keyring::Keyring,
     signing::Secret,
     ui::{
         assets::Assets,
@@ -83,6 +84,7 @@ pub struct ShowQuery {
 pub async fn show(
     scope: AppScope,
     pool: web::Data<PgPool>,
+    ring: web::Data<Keyring>,
     assets: web::Data<Assets>,
     path: web::Path<EndpointKey>,
     q: web::Query<ShowQuery>,
@@ -144,10 +146,14 @@ pub async fn show(
     })
     .collect();
     let secret = match q.secret.as_deref() {
-        Some("show") => Some(endpoint_secret::current(&pool, &e.id).await?.expose()),
+        Some("show") => Some(
+            endpoint_secret::current(&pool, &ring, &e.id)
+                .await?
+                .expose(),
+        ),
         _ => None,
     };
-    let headers = endpoint_secret::load_headers(&pool, &e.id).await?;
+    let headers = endpoint_secret::load_headers(&pool, &ring, &e.id).await?;
     let choices = catalogue(&pool, &scope.viewer.reach(), &[]).await?;
     html(&EndpointPage {
         chrome: Chrome::new(&scope.viewer, &assets, e.url.clone(), Section::Endpoints)
@@ -162,7 +168,15 @@ pub async fn show(
             .throttle_rate
             .map(|r| format!("{r} per second"))
             .unwrap_or_else(|| "the service default".into()),
-        headers: headers.into_iter().collect(),
+        headers: headers
+            .into_iter()
+            .map(
+                |(name, value)| match crate::keyring::is_sensitive_header(&name) {
+                    true => (name, "(sensitive)".to_string()),
+                    false => (name, value),
+                },
+            )
+            .collect(),
         circuit: circuit.state,
         ratio: percent(stats.success, stats.success + stats.fail),
         delivered: stats.success,
@@ -209,11 +223,19 @@ pub async fn enable(
 pub async fn rotate(
     scope: AppScope,
     pool: web::Data<PgPool>,
+    ring: web::Data<Keyring>,
     path: web::Path<EndpointKey>,
     _: Posted<Button>,
 ) -> Result<HttpResponse, UiError> {
     let e = endpoint::find(&pool, &scope.app.id, &path.endpoint_id).await?;
-    endpoint_secret::rotate(&pool, &e.id, &Secret::generate(), DEFAULT_GRACE_SECONDS).await?;
+    endpoint_secret::rotate(
+        &pool,
+        &ring,
+        &e.id,
+        &Secret::generate(),
+        DEFAULT_GRACE_SECONDS,
+    )
+    .await?;
     let page = format!("{}/endpoints/{}?secret=show", scope.base, e.id);
     Ok(see_other(&Notice::SecretRotated.on(&page)))
 }

@@ -9,7 +9,7 @@ use super::endpoint_form::EndpointForm;
 use crate::{
     access::principal::Reach,
     api::{
-        endpoint::{self, EndpointOut},
+        endpoint::{self, EndpointOut, EventTypeCatalogue},
         endpoint_secret,
         error::{ApiError, ApiResult},
         event_type,
@@ -17,6 +17,7 @@ use crate::{
         validate,
     },
     destination::Policy,
+    keyring::Keyring,
     ui::{
         assets::Assets,
         format::{when, Pager, When},
@@ -218,13 +219,22 @@ pub async fn new(
 pub async fn create(
     scope: AppScope,
     pool: web::Data<PgPool>,
+    ring: web::Data<Keyring>,
     policy: web::Data<Policy>,
     posted: Posted<EndpointForm>,
 ) -> Result<HttpResponse, UiError> {
     let offered = offered(&pool, &scope).await?;
     let (fields, headers) = posted.form.fields(None, &offered)?;
-    let e =
-        endpoint::create_checked(&pool, &policy, &scope.app.id, &fields, None, &headers).await?;
+    let e = endpoint::create_checked(
+        &pool,
+        &ring,
+        &policy,
+        (&scope.app.id, EventTypeCatalogue::Registered),
+        &fields,
+        None,
+        &headers,
+    )
+    .await?;
     let page = format!("{}/endpoints/{}?secret=show", scope.base, e.id);
     Ok(see_other(&Notice::EndpointCreated.on(&page)))
 }
@@ -232,12 +242,13 @@ pub async fn create(
 pub async fn edit(
     scope: AppScope,
     pool: web::Data<PgPool>,
+    ring: web::Data<Keyring>,
     assets: web::Data<Assets>,
     path: web::Path<EndpointKey>,
 ) -> Result<HttpResponse, UiError> {
     let id = path.endpoint_id.clone();
     let e = endpoint::find(&pool, &scope.app.id, &id).await?;
-    let headers = endpoint_secret::load_headers(&pool, &e.id).await?;
+    let headers = endpoint_secret::load_headers(&pool, &ring, &e.id).await?;
     let form = EndpointForm::of(&e, &headers);
     form_page(&scope, &pool, &assets, Some(e.id), form).await
 }
@@ -245,6 +256,7 @@ pub async fn edit(
 pub async fn save(
     scope: AppScope,
     pool: web::Data<PgPool>,
+    ring: web::Data<Keyring>,
     policy: web::Data<Policy>,
     path: web::Path<EndpointKey>,
     posted: Posted<EndpointForm>,
@@ -253,11 +265,13 @@ pub async fn save(
     e.editable()?;
     let offered = offered(&pool, &scope).await?;
     let (fields, headers) = posted.form.fields(Some(&e), &offered)?;
+    let stored = endpoint_secret::load_headers(&pool, &ring, &e.id).await?;
+    let headers = EndpointForm::restore_sensitive(headers, &stored);
     // Everything is checked before anything is written.
     fields.validate(&pool, &policy).await?;
     validate::headers("headers", &headers).map_err(|e| ApiError::Validation(vec![e]))?;
     endpoint::save(&pool, &e.id, &fields).await?;
-    endpoint_secret::store_headers(&pool, &e.id, &headers).await?;
+    endpoint_secret::store_headers(&pool, &ring, &e.id, &headers).await?;
     let page = format!("{}/endpoints/{}", scope.base, e.id);
     Ok(see_other(&Notice::EndpointSaved.on(&page)))
 }

@@ -16,6 +16,7 @@ use crate::{
         portal_access::public_base,
     },
     config::groups::Access,
+    keyring::Keyring,
     ui::{
         assets::Assets,
         format::{ingest_badge, short, short_id, when, Badge, Pager, When},
@@ -58,6 +59,7 @@ pub async fn list(
     req: HttpRequest,
     viewer: Viewer,
     pool: web::Data<PgPool>,
+    ring: web::Data<Keyring>,
     access: web::Data<Access>,
     assets: web::Data<Assets>,
     q: web::Query<ListQuery>,
@@ -68,7 +70,7 @@ pub async fn list(
     let sources = list
         .data
         .into_iter()
-        .map(|s| Ok(SourceRow::from(s.out(&base)?)))
+        .map(|s| Ok(SourceRow::from(s.out(&ring, &base)?)))
         .collect::<Result<_, crate::api::error::ApiError>>()?;
     html(&SourcesPage {
         chrome: Chrome::new(&viewer, &assets, "Sources", Section::Sources).with_notice(q.notice),
@@ -130,17 +132,19 @@ pub struct EventQuery {
     outcome: Option<IngestOutcome>,
 }
 
+#[allow(clippy::too_many_arguments)] // the state the page needs, each from the app
 pub async fn show(
     req: HttpRequest,
     viewer: Viewer,
     pool: web::Data<PgPool>,
+    ring: web::Data<Keyring>,
     access: web::Data<Access>,
     assets: web::Data<Assets>,
     path: web::Path<String>,
     q: web::Query<EventQuery>,
 ) -> Result<HttpResponse, UiError> {
     let found = source::find(&pool, &path).await?;
-    let out = found.out(&public_base(&req, &access))?;
+    let out = found.out(&ring, &public_base(&req, &access))?;
     let config = serde_json::to_string_pretty(&out.config).unwrap_or_default();
     let here = format!("/ui/sources/{}", out.id);
     let page = ListQuery {

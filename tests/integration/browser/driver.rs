@@ -11,6 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::support::free_port;
 use fantoccini::{elements::Element, ClientBuilder, Locator};
 
 /// How long a page may take to show what a test waits for.
@@ -21,14 +22,6 @@ pub struct Browser {
     driver: Child,
     test: &'static str,
     shots: Vec<(String, Vec<u8>)>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn find_binary(names: &[&str]) -> PathBuf {

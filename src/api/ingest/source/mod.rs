@@ -16,6 +16,7 @@ use crate::{
         portal_access::public_base,
     },
     config::groups::Access,
+    keyring::Keyring,
 };
 
 use super::source_cache::SourceCache;
@@ -45,11 +46,12 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
 async fn list(
     req: HttpRequest,
     pool: web::Data<PgPool>,
+    ring: web::Data<Keyring>,
     access: web::Data<Access>,
     q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
     let base = public_base(&req, &access);
-    Ok(HttpResponse::Ok().json(outs(list_page(&pool, &q).await?, &base)?))
+    Ok(HttpResponse::Ok().json(outs(list_page(&pool, &q).await?, &ring, &base)?))
 }
 
 /// Create a source.
@@ -64,13 +66,14 @@ async fn list(
 async fn create(
     req: HttpRequest,
     pool: web::Data<PgPool>,
+    ring: web::Data<Keyring>,
     access: web::Data<Access>,
     Json(input): Json<IngestSourceIn>,
 ) -> ApiResult<HttpResponse> {
     let kind = input.check()?;
-    let row = insert(&pool, &input, &kind).await?;
+    let row = insert(&pool, &ring, &input, &kind).await?;
     tracing::info!(source_id = %row.id, r#type = %row.r#type, "source created");
-    Ok(HttpResponse::Created().json(row.out(&public_base(&req, &access))?))
+    Ok(HttpResponse::Created().json(row.out(&ring, &public_base(&req, &access))?))
 }
 
 /// Get a source.
@@ -82,11 +85,12 @@ async fn create(
 async fn get(
     req: HttpRequest,
     pool: web::Data<PgPool>,
+    ring: web::Data<Keyring>,
     access: web::Data<Access>,
     path: web::Path<SourcePath>,
 ) -> ApiResult<HttpResponse> {
     let row = find(&pool, &path.source_id).await?;
-    Ok(HttpResponse::Ok().json(row.out(&public_base(&req, &access))?))
+    Ok(HttpResponse::Ok().json(row.out(&ring, &public_base(&req, &access))?))
 }
 
 /// Replace a source, or create it (201) when `{source_id}` is a uid not used yet.
@@ -103,6 +107,7 @@ async fn get(
 async fn upsert(
     req: HttpRequest,
     pool: web::Data<PgPool>,
+    ring: web::Data<Keyring>,
     cache: web::Data<SourceCache>,
     access: web::Data<Access>,
     path: web::Path<SourcePath>,
@@ -112,9 +117,9 @@ async fn upsert(
     match find(&pool, &path.source_id).await {
         Ok(existing) => {
             let kind = input.check()?;
-            save(&pool, &existing.id, &input, &kind).await?;
+            save(&pool, &ring, &existing.id, &input, &kind).await?;
             cache.forget(&existing.id);
-            Ok(HttpResponse::Ok().json(find(&pool, &existing.id).await?.out(&base)?))
+            Ok(HttpResponse::Ok().json(find(&pool, &existing.id).await?.out(&ring, &base)?))
         }
         Err(ApiError::NotFound(_)) if !path.source_id.starts_with("src_") => {
             if let Some(problem) = check_uid(&path.source_id) {
@@ -122,8 +127,8 @@ async fn upsert(
             }
             input.uid.get_or_insert_with(|| path.source_id.clone());
             let kind = input.check()?;
-            let row = insert(&pool, &input, &kind).await?;
-            Ok(HttpResponse::Created().json(row.out(&base)?))
+            let row = insert(&pool, &ring, &input, &kind).await?;
+            Ok(HttpResponse::Created().json(row.out(&ring, &base)?))
         }
         Err(e) => Err(e),
     }
@@ -142,24 +147,28 @@ async fn upsert(
 async fn patch_source(
     req: HttpRequest,
     pool: web::Data<PgPool>,
+    ring: web::Data<Keyring>,
     cache: web::Data<SourceCache>,
     access: web::Data<Access>,
     path: web::Path<SourcePath>,
     Json(p): Json<IngestSourcePatch>,
 ) -> ApiResult<HttpResponse> {
     let existing = find(&pool, &path.source_id).await?;
+    // The stored config's secrets are sealed: opened here, checked as the caller's would be,
+    // and sealed again (under the current key) by `save`.
+    let config = existing.opened_config(&ring)?;
     let merged = IngestSourceIn {
         name: p.name.unwrap_or(existing.name.clone()),
         uid: p.uid.unwrap_or(existing.uid.clone()),
         metadata: p.metadata.unwrap_or(existing.metadata.0.clone()),
         r#type: existing.r#type.clone(),
-        config: existing.config.0.clone(),
+        config,
     };
     let kind = merged.check()?;
-    save(&pool, &existing.id, &merged, &kind).await?;
+    save(&pool, &ring, &existing.id, &merged, &kind).await?;
     cache.forget(&existing.id);
     let base = public_base(&req, &access);
-    Ok(HttpResponse::Ok().json(find(&pool, &existing.id).await?.out(&base)?))
+    Ok(HttpResponse::Ok().json(find(&pool, &existing.id).await?.out(&ring, &base)?))
 }
 
 /// Delete a source with its endpoints, events, messages and attempts.

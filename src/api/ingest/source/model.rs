@@ -16,6 +16,11 @@ use crate::{
         pagination::{ListResponse, Ordering, Page, PageQuery},
     },
     ingest::source::{ConfigProblem, SourceKind, SourceType},
+    keyring::{
+        sweep::{open_source_config, seal_source_config},
+        Keyring,
+    },
+    store::signing_secret::seal_application_secrets,
 };
 
 /// The source a path names.
@@ -106,10 +111,17 @@ pub struct SourceRow {
 }
 
 impl SourceRow {
+    /// Its config with its secrets opened (they are stored sealed).
+    pub fn opened_config(&self, ring: &Keyring) -> ApiResult<serde_json::Value> {
+        open_source_config(ring, self.config.0.clone())
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("source {}'s secret: {e}", self.id)))
+    }
+
     /// Its type and settings; a row written by hand that does not read is an error of the
     /// server's (logged), not the caller's.
-    pub fn kind(&self) -> ApiResult<SourceKind> {
-        SourceKind::from_parts(&self.r#type, &self.config.0).map_err(|p| {
+    pub fn kind(&self, ring: &Keyring) -> ApiResult<SourceKind> {
+        let config = self.opened_config(ring)?;
+        SourceKind::from_parts(&self.r#type, &config).map_err(|p| {
             ApiError::Internal(anyhow::anyhow!(
                 "source {} has an unusable config: {}",
                 self.id,
@@ -118,8 +130,8 @@ impl SourceRow {
         })
     }
 
-    pub fn out(self, base: &str) -> ApiResult<IngestSourceOut> {
-        let kind = self.kind()?;
+    pub fn out(self, ring: &Keyring, base: &str) -> ApiResult<IngestSourceOut> {
+        let kind = self.kind(ring)?;
         Ok(IngestSourceOut {
             ingest_url: format!("{base}/ingest/{}", self.token),
             r#type: kind.source_type(),
@@ -199,9 +211,11 @@ pub(super) fn check_uid(uid: &str) -> Option<ValidationErrorItem> {
 /// Makes a source and its application, in one statement.
 pub(super) async fn insert(
     pool: &PgPool,
+    ring: &Keyring,
     input: &IngestSourceIn,
     kind: &SourceKind,
 ) -> ApiResult<SourceRow> {
+    let mut tx = pool.begin().await?;
     let row: SourceRow = sqlx::query_as(
         "WITH sid AS (SELECT herald.new_id('src') AS id), \
          app AS (INSERT INTO herald.application (name, metadata) \
@@ -214,17 +228,20 @@ pub(super) async fn insert(
     .bind(input.name.trim())
     .bind(&input.uid)
     .bind(kind.source_type().as_str())
-    .bind(Db(kind.config()))
+    .bind(Db(seal_source_config(ring, kind.config())))
     .bind(random_secret())
     .bind(Db(&input.metadata))
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await?;
+    seal_application_secrets(&mut tx, ring, &row.app_id).await?;
+    tx.commit().await?;
     Ok(row)
 }
 
 /// Rewrites a source's fields (and its application's name).
 pub(super) async fn save(
     pool: &PgPool,
+    ring: &Keyring,
     id: &str,
     input: &IngestSourceIn,
     kind: &SourceKind,
@@ -238,7 +255,7 @@ pub(super) async fn save(
     .bind(input.name.trim())
     .bind(&input.uid)
     .bind(kind.source_type().as_str())
-    .bind(Db(kind.config()))
+    .bind(Db(seal_source_config(ring, kind.config())))
     .bind(Db(&input.metadata))
     .execute(pool)
     .await?;
@@ -260,7 +277,8 @@ pub async fn list_page(pool: &PgPool, q: &PageQuery) -> ApiResult<ListResponse<S
 
 pub(super) fn outs(
     rows: ListResponse<SourceRow>,
+    ring: &Keyring,
     base: &str,
 ) -> ApiResult<ListResponse<IngestSourceOut>> {
-    rows.try_map(|r| r.out(base))
+    rows.try_map(|r| r.out(ring, base))
 }
