@@ -46,7 +46,10 @@ async fn operational_endpoint(
 }
 
 /// The events `receiver` got, each verified with `secret`, once `n` have arrived and every
-/// operational delivery has settled (so no further one is on its way).
+/// operational delivery has settled (so no further one is on its way); in the order Herald
+/// wrote them. Operational endpoints are not ordered, so two events written a millisecond
+/// apart (an exhausted delivery, then its endpoint's disable) can arrive either way round:
+/// the order that means something is the order of their deliveries' ids.
 async fn events(t: &TestApp, receiver: &MockServer, secret: &str, n: usize) -> Vec<Value> {
     wait_for_requests(receiver, n, WAIT).await;
     t.wait_for_count(
@@ -56,7 +59,17 @@ async fn events(t: &TestApp, receiver: &MockServer, secret: &str, n: usize) -> V
         WAIT,
     )
     .await;
-    let requests = receiver.received_requests().await.unwrap();
+    let mut requests = receiver.received_requests().await.unwrap();
+    let written: std::collections::HashMap<String, i64> = sqlx::query_as(
+        "SELECT d.message_id, min(d.id) FROM herald.delivery d \
+         JOIN herald.application a ON a.id = d.app_id WHERE a.operational GROUP BY 1",
+    )
+    .fetch_all(&t.pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    requests.sort_by_key(|r| written.get(header(r, "webhook-id").as_str()).copied());
     requests
         .iter()
         .map(|r| {

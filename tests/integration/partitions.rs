@@ -44,7 +44,8 @@ async fn make_range(pool: &PgPool, lo_sql: &str, hi_sql: &str) -> String {
 async fn rows_go_to_their_partition_and_everything_works_across_partitions() {
     let t = spawn_app_with(&[("HERALD_RETRY_SCHEDULE", "50ms")]).await;
     let api = t.api();
-    // Two ranges of our own before the ones made ahead: one ending in a second, the next,
+    // Two ranges of our own before the ones made ahead: one ending in five seconds (time
+    // for the set-up below to write into it, on a loaded machine), the next,
     // in place of the minute the upgrade made (empty still).
     let minute: String = sqlx::query_scalar(
         "SELECT suffix FROM herald.time_partition \
@@ -58,7 +59,7 @@ async fn rows_go_to_their_partition_and_everything_works_across_partitions() {
     let first = make_range(
         &t.pool,
         "(SELECT hi FROM herald.time_partition WHERE suffix = 'legacy')",
-        "now() + interval '1 second'",
+        "now() + interval '5 seconds'",
     )
     .await;
     let ok = mock_receiver(&[(204, None)]).await;
@@ -94,11 +95,12 @@ async fn rows_go_to_their_partition_and_everything_works_across_partitions() {
         )
         .await;
     let old_id = old["id"].as_str().unwrap().to_string();
-    // A message scheduled later: its delivery still waits when its partition goes.
+    // A message scheduled an hour ahead: its delivery still waits when its partition goes
+    // (it is made due below, once the partition is gone).
     let later = api
         .expect(202, "POST", "/api/v1/app/acme/msg",
             Some(json!({"eventType": "a", "payload": {"n": 2},
-                        "deliverAt": (chrono::Utc::now() + chrono::Duration::seconds(3)).to_rfc3339()})))
+                        "deliverAt": (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339()})))
         .await;
     let later_id = later["id"].as_str().unwrap().to_string();
     t.wait_for_count(
@@ -262,7 +264,15 @@ async fn rows_go_to_their_partition_and_everything_works_across_partitions() {
         0,
         "its tables are gone"
     );
-    // The waiting delivery is still delivered, from the default partition.
+    // The waiting delivery is still delivered, from the default partition, once due.
+    let due = sqlx::query(&format!(
+        "UPDATE herald.delivery SET next_attempt_at = now() \
+         WHERE message_id = '{later_id}' AND status = 'pending'"
+    ))
+    .execute(&t.pool)
+    .await
+    .unwrap();
+    assert_eq!(due.rows_affected(), 2, "it waited for both endpoints");
     t.wait_for_count(
         &format!("SELECT count(*) FROM herald.delivery WHERE message_id = '{later_id}' AND status = 'succeeded'"),
         1,

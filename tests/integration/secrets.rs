@@ -229,8 +229,8 @@ async fn a_key_rotation_keeps_every_delivery_verifiable() {
     let waiting = || async {
         second
             .count(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'herald' \
-                 AND wait_event_type = 'Lock' AND query LIKE '%FROM herald.endpoint%'",
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND application_name = 'herald' AND wait_event_type = 'Lock' AND query LIKE '%FROM herald.endpoint%'",
             )
             .await
     };

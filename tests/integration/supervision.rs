@@ -113,9 +113,13 @@ async fn sigterm_with_work_in_flight_loses_nothing() {
         ("HERALD_SHUTDOWN_GRACE", "5s"),
         ("HERALD_LOG_LEVEL", "info"),
         ("HERALD_ALLOWED_CIDRS", "127.0.0.0/8"),
+        // Without it, development would generate a key into `.herald/` of the directory
+        // it runs in.
+        ("HERALD_ENCRYPTION_KEY", TEST_KEY),
     ];
     let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
         .envs(settings)
+        .current_dir(env!("CARGO_TARGET_TMPDIR"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -136,6 +136,10 @@ pub async fn soak(
     let t = tallies.lock().unwrap();
     let tally = &t.by_label["soak"];
     let samples = samples.borrow().clone();
+    // The ranges standing at the end count as made too (a pass after the last sample).
+    seen_ranges
+        .borrow_mut()
+        .extend(ranges.iter().map(|(r,)| r.clone()));
     let seen = seen_ranges.borrow().len();
     let dropped = seen_ranges
         .borrow()
