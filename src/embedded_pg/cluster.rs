@@ -1,7 +1,8 @@
 //! A private PostgreSQL cluster in the data directory, run as a child process.
 //!
 //! Layout of `HERALD_DATA_DIR` (default `.herald/`):
-//! * `postgres/`: the cluster (made by `initdb` on first use, reused afterwards);
+//! * `postgres/`: the cluster (made by `initdb` on first use in `postgres.init/`, then moved
+//!   here, and reused afterwards);
 //! * `postgres.log`: the server's own log;
 //! * `postgres.password`: the password of its superuser `postgres` (scram; the server listens
 //!   on loopback only, and local users other than Herald's cannot read this file);
@@ -29,7 +30,7 @@ use nix::{
 
 use super::{
     binaries,
-    files::{initdb, lock, make_dir},
+    files::{ensure_cluster, lock, make_dir},
     server::{free_port, run_as, spawn, stop_orphan, wait_exit},
 };
 
@@ -99,9 +100,7 @@ impl Cluster {
             .map_err(|e| failed(format!("opening {}", dir.display()), e))?;
         let lock = lock(&dir)?;
         let data = dir.join("postgres");
-        if !data.join("PG_VERSION").exists() {
-            initdb(&bin, &dir, &data, run_as.as_ref())?;
-        }
+        ensure_cluster(&bin, &dir, &data, run_as.as_ref())?;
         let password = std::fs::read_to_string(dir.join("postgres.password"))
             .map_err(|e| failed("reading postgres.password", e))?
             .trim()

@@ -1,8 +1,9 @@
 //! The embedded PostgreSQL (issue 16): a Herald started with `HERALD_DATABASE_URL=embedded`
 //! makes a cluster of its own in its data directory, serves the API and delivers; a second
 //! Herald on the same directory is refused while the first runs (and the first keeps
-//! working); a graceful stop stops the server too, and the next start finds the data. With
-//! no server binaries where it is told to look, Herald names the package and exits 2.
+//! working); a graceful stop stops the server too, and the next start finds the data; a
+//! first start cut short during initdb is made again by the next. With no server binaries
+//! where it is told to look, Herald names the package and exits 2.
 
 use std::time::Duration;
 
@@ -175,6 +176,42 @@ async fn without_server_binaries_herald_names_the_package_and_exits_2() {
             assert!(said[0].contains("apt-get install postgresql"), "{said:?}");
         }
         assert!(said[0].contains("initdb and postgres"), "{said:?}");
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn a_cluster_whose_making_was_cut_short_is_made_again() {
+    let _serial = serial().await;
+    bounded(Duration::from_secs(120), async {
+        let dir = TempDir::new("embedded-cut-short");
+        let data = dir.path().join("data");
+        // What a Herald killed during its first initdb leaves: a half-made cluster in the
+        // staging directory, and perhaps a password file of that attempt.
+        std::fs::create_dir_all(data.join("postgres.init/base")).unwrap();
+        std::fs::write(data.join("postgres.init/PG_VERSION"), "15\n").unwrap();
+        std::fs::write(data.join("postgres.password"), "of-the-attempt").unwrap();
+        let data_dir = data.to_str().unwrap();
+        let mut herald = Herald::start(
+            "cut-short",
+            dir.path(),
+            "embedded",
+            &[("HERALD_DATA_DIR", data_dir)],
+        );
+        herald.wait_ready(READY).await;
+        assert!(data.join("postgres/PG_VERSION").exists(), "a whole cluster");
+        assert!(
+            !data.join("postgres.init").exists(),
+            "the half-made one is gone"
+        );
+        let password = std::fs::read_to_string(data.join("postgres.password")).unwrap();
+        assert_ne!(
+            password.trim(),
+            "of-the-attempt",
+            "the new cluster's password"
+        );
+        let status = herald.terminate(Duration::from_secs(60)).await;
+        assert!(status.success(), "{status}: {}", tail(&herald.log(), 20));
     })
     .await;
 }
