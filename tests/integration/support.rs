@@ -87,8 +87,14 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
 /// Another instance on an existing database (restarts, several instances).
 pub async fn spawn_app_on(database_url: &str, overrides: &[(&str, &str)]) -> TestApp {
     let settings = test_settings(database_url, overrides);
-    // (The first instance's subscriber serves the whole test process.)
-    let _ = herald::telemetry::init(&settings);
+    // The first instance's subscriber serves the whole test process. Its panic hook logs a
+    // panic through that subscriber, outside libtest's capture, so a failed test's report
+    // would not say why: the tests keep the default hook.
+    static TELEMETRY: std::sync::Once = std::sync::Once::new();
+    TELEMETRY.call_once(|| {
+        let _ = herald::telemetry::init(&settings);
+        drop(std::panic::take_hook());
+    });
     let app = Application::build(settings)
         .await
         .expect("application starts");
