@@ -140,6 +140,8 @@ async fn a_database_outage_is_ridden_out() {
             .call("GET", "/api/v1/app", None, &[], Duration::from_secs(5))
             .await;
         assert_eq!(status, Some(200), "the API is back");
+        // (The last outcome may still be on its way to the database when it has arrived.)
+        scene.wait_all_settled(Duration::from_secs(30)).await;
         // No outcome was lost while the database was away: nothing was sent twice, and every
         // delivery has exactly its one attempt in the log.
         let duplicates = scene.receiver.tally(|t| t.duplicates());

@@ -792,7 +792,7 @@ async fn idempotency_keys_belong_to_their_caller_and_stuck_claims_expire() {
     };
     sqlx::query(
         "INSERT INTO herald.idempotency (scope, key, request, fingerprint, locked_until) \
-         SELECT scope, 'stuck', 'POST /api/v1/app', $1, now() + interval '1 second' \
+         SELECT scope, 'stuck', 'POST /api/v1/app', $1, now() + interval '5 seconds' \
          FROM herald.idempotency WHERE scope = $2 LIMIT 1",
     )
     .bind(&fingerprint)

@@ -14,7 +14,8 @@ async fn breaker_opens_defers_without_using_attempts_probes_and_closes() {
     let t = spawn_app_with(&[
         ("HERALD_BREAKER_FAILURES", "3"),
         ("HERALD_BREAKER_WINDOW", "20"),
-        ("HERALD_BREAKER_COOLDOWN", "1500ms"),
+        // Long enough that a poller on a loaded machine sees it open.
+        ("HERALD_BREAKER_COOLDOWN", "4s"),
         (
             "HERALD_RETRY_SCHEDULE",
             "200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms",
@@ -194,9 +195,10 @@ async fn an_endpoint_failing_too_long_is_disabled_and_can_be_re_enabled() {
 
 #[actix_rt::test]
 async fn hanging_requests_open_the_breaker_before_they_time_out() {
-    // Requests time out after 6s; open for 2s (a third) they count as hanging.
+    // Requests time out after 12s; open for 4s (a third) they count as hanging, which
+    // leaves 8 s to see the breaker open before any attempt is written.
     let t = spawn_app_with(&[
-        ("HERALD_REQUEST_TIMEOUT", "6s"),
+        ("HERALD_REQUEST_TIMEOUT", "12s"),
         ("HERALD_ENDPOINT_CONCURRENCY", "2"),
         ("HERALD_BREAKER_FAILURES", "2"),
         ("HERALD_BREAKER_WINDOW", "20"),
