@@ -308,8 +308,18 @@ impl Herald {
             .herald_config
             .clone()
             .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/config").into());
+        // Herald's working directory: a development Herald writes its encryption key into
+        // `.herald/` there, which belongs in neither the checkout nor the caller's directory.
+        // (Not HERALD_ENCRYPTION_KEY or HERALD_DATA_DIR: builds from before them, run with
+        // `--herald-bin`, refuse settings they do not know.)
+        let workdir = std::env::temp_dir().join("herald-bench");
+        std::fs::create_dir_all(&workdir)?;
+        // Given paths are the caller's, relative to where it runs.
+        let exe = exe.canonicalize()?;
+        let config_dir = std::path::absolute(&config_dir)?;
         let mut cmd = Command::new(exe);
-        cmd.env("HERALD_CONFIG_DIR", config_dir)
+        cmd.current_dir(&workdir)
+            .env("HERALD_CONFIG_DIR", config_dir)
             .env("HERALD_DATABASE_URL", database_url)
             .env(
                 "HERALD_ROLE",
