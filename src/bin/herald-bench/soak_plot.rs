@@ -37,88 +37,82 @@ pub fn draw(path: &Path, samples: &[Sample], rate: u32) -> anyhow::Result<bool> 
     let root = BitMapBackend::new(path, (1200, 900)).into_drawing_area();
     root.fill(&WHITE)?;
     let (top, bottom) = root.split_vertically(450);
-    let minutes = |s: &Sample| s.t_s / 60.0;
     let end = samples.last().map(minutes).unwrap_or(1.0).max(0.1);
-
-    let max_latency = samples.iter().map(|s| s.latency_p99_ms).fold(1.0, f64::max) * 1.1;
-    let mut chart = ChartBuilder::on(&top)
-        .caption(
-            format!("herald-bench soak at {rate} msg/s: latency"),
-            ("sans-serif", 22),
-        )
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..end, 0.0..max_latency)?;
-    chart
-        .configure_mesh()
-        .x_desc("minutes")
-        .y_desc("enqueue to receive, ms")
-        .label_style(("sans-serif", 14))
-        .draw()?;
-    for (name, color, value) in [
-        (
-            "p50",
-            BLUE,
-            (|s: &Sample| s.latency_p50_ms) as fn(&Sample) -> f64,
-        ),
-        ("p99", RED, |s: &Sample| s.latency_p99_ms),
-    ] {
-        chart
-            .draw_series(LineSeries::new(
-                samples.iter().map(|s| (minutes(s), value(s))),
-                color.stroke_width(2),
-            ))?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2)));
-    }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .label_font(("sans-serif", 14))
-        .draw()?;
-
-    let max_size = samples.iter().map(|s| s.total_mib).fold(1.0, f64::max) * 1.1;
-    let mut chart = ChartBuilder::on(&bottom)
-        .caption(
-            "table sizes (indexes and TOAST included)",
-            ("sans-serif", 22),
-        )
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..end, 0.0..max_size)?;
-    chart
-        .configure_mesh()
-        .x_desc("minutes")
-        .y_desc("MiB")
-        .label_style(("sans-serif", 14))
-        .draw()?;
-    for (name, color, value) in [
-        (
-            "all of Herald's",
-            BLACK,
-            (|s: &Sample| s.total_mib) as fn(&Sample) -> f64,
-        ),
-        ("message", BLUE, |s: &Sample| s.message_mib),
-        ("delivery", GREEN, |s: &Sample| s.delivery_mib),
-        ("attempt", RED, |s: &Sample| s.attempt_mib),
-    ] {
-        chart
-            .draw_series(LineSeries::new(
-                samples.iter().map(|s| (minutes(s), value(s))),
-                color.stroke_width(2),
-            ))?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2)));
-    }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .label_font(("sans-serif", 14))
-        .draw()?;
+    panel(
+        &top,
+        &format!("herald-bench soak at {rate} msg/s: latency"),
+        "enqueue to receive, ms",
+        &[
+            ("p50", BLUE, |s| s.latency_p50_ms),
+            ("p99", RED, |s| s.latency_p99_ms),
+        ],
+        samples,
+        end,
+    )?;
+    panel(
+        &bottom,
+        "table sizes (indexes and TOAST included)",
+        "MiB",
+        &[
+            ("all of Herald's", BLACK, |s| s.total_mib),
+            ("message", BLUE, |s| s.message_mib),
+            ("delivery", GREEN, |s| s.delivery_mib),
+            ("attempt", RED, |s| s.attempt_mib),
+        ],
+        samples,
+        end,
+    )?;
     root.present()?;
     Ok(true)
+}
+
+fn minutes(s: &Sample) -> f64 {
+    s.t_s / 60.0
+}
+
+/// A line's name, colour and value in a sample.
+type Series = (&'static str, RGBColor, fn(&Sample) -> f64);
+
+/// A line per series over the run's minutes, its y axis 10 % above the highest value.
+fn panel(
+    area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
+    caption: &str,
+    y_desc: &str,
+    series: &[Series],
+    samples: &[Sample],
+    end: f64,
+) -> anyhow::Result<()> {
+    let max = samples
+        .iter()
+        .flat_map(|s| series.iter().map(move |(_, _, value)| value(s)))
+        .fold(1.0, f64::max)
+        * 1.1;
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..end, 0.0..max)?;
+    chart
+        .configure_mesh()
+        .x_desc("minutes")
+        .y_desc(y_desc)
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    for &(name, color, value) in series {
+        chart
+            .draw_series(LineSeries::new(
+                samples.iter().map(|s| (minutes(s), value(s))),
+                color.stroke_width(2),
+            ))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .label_font(("sans-serif", 14))
+        .draw()?;
+    Ok(())
 }
