@@ -26,7 +26,7 @@ pub enum KeysCommand {
     },
 }
 
-pub fn run(mut settings: Settings, command: KeysCommand) -> ExitCode {
+pub fn run(settings: Settings, command: KeysCommand) -> ExitCode {
     match command {
         KeysCommand::Generate => {
             println!("{}", keyring::generate_key());
@@ -37,13 +37,10 @@ pub fn run(mut settings: Settings, command: KeysCommand) -> ExitCode {
                 eprintln!("herald keys rotate: --batch must be at least 1");
                 return ExitCode::from(2);
             }
-            let cluster = match crate::embedded_pg::start_if_wanted(&mut settings, true) {
-                Ok(cluster) => cluster,
-                Err(e) => return super::cluster_failed(e),
-            };
-            let result = actix_rt::System::new().block_on(rotate(&settings, batch));
-            drop(cluster);
-            super::report(result)
+            super::on_database(settings, true, |settings, _| async move {
+                rotate(&settings, batch).await
+            })
+            .map_or_else(|code| code, super::report)
         }
     }
 }

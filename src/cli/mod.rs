@@ -136,48 +136,52 @@ fn with_settings(command: impl FnOnce(Settings) -> ExitCode) -> ExitCode {
     }
 }
 
-fn serve(mut settings: Settings) -> ExitCode {
+fn serve(settings: Settings) -> ExitCode {
     let telemetry = telemetry::init(&settings);
-    // Started here, on the main thread, which lives as long as the process: the server is
-    // told to stop if this thread goes away (see embedded_pg).
-    let cluster = match embedded_pg::start_if_wanted(&mut settings, false) {
-        Ok(cluster) => cluster,
-        Err(e) => {
-            telemetry.shutdown();
-            return cluster_failed(e);
-        }
-    };
-    let result = actix_rt::System::new().block_on(async move {
+    let result = on_database(settings, false, |settings, _| async move {
         let app = Application::build(settings).await?;
         app.run_until_stopped().await
     });
-    // Herald has drained: its database may go.
-    drop(cluster);
     telemetry.shutdown();
-    report(result)
+    result.map_or_else(|code| code, report)
 }
 
-fn migrate(mut settings: Settings) -> ExitCode {
+fn migrate(settings: Settings) -> ExitCode {
     let telemetry = telemetry::init(&settings);
-    let cluster = match embedded_pg::start_if_wanted(&mut settings, true) {
-        Ok(cluster) => cluster,
-        Err(e) => {
-            telemetry.shutdown();
-            return cluster_failed(e);
-        }
-    };
-    let result = actix_rt::System::new().block_on(startup::migrate(&settings));
-    if result.is_ok() {
+    let result = on_database(settings, true, |settings, _| async move {
+        startup::migrate(&settings).await?;
         println!("migrations applied");
-    }
-    drop(cluster);
+        Ok(())
+    });
     telemetry.shutdown();
-    report(result)
+    result.map_or_else(|code| code, report)
+}
+
+/// Runs `work` on an actix system against the database `settings` name. When that is the
+/// embedded PostgreSQL, it is started first (with `join`, a running Herald's is used
+/// instead) and stopped once `work` has finished, that is once Herald has drained; `work`
+/// is also told where its data lives. `Err` is the exit code of a cluster that could not
+/// start (its reason already printed).
+pub(crate) fn on_database<Fut>(
+    mut settings: Settings,
+    join: bool,
+    work: impl FnOnce(Settings, Option<PathBuf>) -> Fut,
+) -> Result<anyhow::Result<()>, ExitCode>
+where
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    // Started here, on the main thread, which lives as long as the process: the server is
+    // told to stop if this thread goes away (see embedded_pg).
+    let cluster = embedded_pg::start_if_wanted(&mut settings, join).map_err(cluster_failed)?;
+    let data = cluster.as_ref().map(|c| c.dir().to_path_buf());
+    let result = actix_rt::System::new().block_on(work(settings, data));
+    drop(cluster);
+    Ok(result)
 }
 
 /// One line saying what to do; 2 for what the operator must fix (install PostgreSQL, free
 /// the data directory), 1 for a failure at run time.
-pub(crate) fn cluster_failed(e: embedded_pg::ClusterError) -> ExitCode {
+fn cluster_failed(e: embedded_pg::ClusterError) -> ExitCode {
     eprintln!("herald: {e}");
     match e {
         embedded_pg::ClusterError::Failed { .. } => ExitCode::FAILURE,

@@ -52,13 +52,9 @@ pub struct ListArgs {
     app: Option<String>,
 }
 
-pub fn run(mut settings: Settings, command: TokenCommand) -> ExitCode {
+pub fn run(settings: Settings, command: TokenCommand) -> ExitCode {
     // The embedded PostgreSQL of a running Herald, or started for this command.
-    let cluster = match crate::embedded_pg::start_if_wanted(&mut settings, true) {
-        Ok(cluster) => cluster,
-        Err(e) => return super::cluster_failed(e),
-    };
-    let result = actix_rt::System::new().block_on(async move {
+    let result = super::on_database(settings, true, |settings, _| async move {
         let pool = startup::tool_pool(&settings).await?;
         let outcome = match command {
             TokenCommand::Create(args) => create(&pool, args).await,
@@ -68,8 +64,7 @@ pub fn run(mut settings: Settings, command: TokenCommand) -> ExitCode {
         pool.close().await;
         outcome
     });
-    drop(cluster);
-    super::report(result)
+    result.map_or_else(|code| code, super::report)
 }
 
 /// An API error as a command's: what the API would have said.

@@ -25,7 +25,7 @@ use anyhow::Context;
 use serde_json::json;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::{config::Settings, embedded_pg, signing::Secret, startup::Application, telemetry};
+use crate::{config::Settings, signing::Secret, startup::Application, telemetry};
 
 use receiver::{Receiver, Seen};
 
@@ -61,7 +61,7 @@ pub fn run(settings: Settings) -> ExitCode {
         Secret::generate().expose().trim_start_matches("whsec_")
     )
     .replace(['+', '/', '='], "x");
-    let mut settings = match demo_settings(settings, &token) {
+    let settings = match demo_settings(settings, &token) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("herald demo: {e}");
@@ -69,20 +69,15 @@ pub fn run(settings: Settings) -> ExitCode {
         }
     };
     let telemetry = telemetry::init(&settings);
-    let cluster = match embedded_pg::start_if_wanted(&mut settings, false) {
-        Ok(cluster) => cluster,
-        Err(e) => {
-            telemetry.shutdown();
-            return crate::cli::cluster_failed(e);
-        }
-    };
-    let data = cluster.as_ref().map(|c| c.dir().display().to_string());
-    let result = actix_rt::System::new().block_on(async move {
+    let result = crate::cli::on_database(settings, false, |settings, data| async move {
         let app = Application::build(settings).await?;
         let base = format!("http://127.0.0.1:{}", app.port());
         say(&format!("Herald is running at {base}"));
         match &data {
-            Some(dir) => say(&format!("  on an embedded PostgreSQL, its data in {dir}")),
+            Some(dir) => say(&format!(
+                "  on an embedded PostgreSQL, its data in {}",
+                dir.display()
+            )),
             None => say("  on the configured PostgreSQL (HERALD_DATABASE_URL)"),
         }
         let outcome = tokio::select! {
@@ -93,14 +88,14 @@ pub fn run(settings: Settings) -> ExitCode {
         app.shutdown().await;
         outcome
     });
-    drop(cluster);
     telemetry.shutdown();
     match result {
-        Ok(()) => {
+        Err(code) => code,
+        Ok(Ok(())) => {
             say("Stopped; nothing is left running.");
             ExitCode::SUCCESS
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             eprintln!("herald demo: {e:#}");
             ExitCode::FAILURE
         }
