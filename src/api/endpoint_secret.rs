@@ -15,7 +15,7 @@ use super::{
     validate,
 };
 use crate::{
-    keyring::{is_sensitive_header, Keyring, Purpose},
+    keyring::{is_sensitive_header, Keyring},
     signing::Secret,
     store::{
         signing_secret::{self, SecretOwner},
@@ -219,34 +219,8 @@ pub async fn load_headers(
         .fetch_optional(pool)
         .await?
         .ok_or_else(|| ApiError::not_found("endpoint"))?;
-    open_headers(ring, h.0)
-}
-
-/// Header values as stored, opened.
-pub fn open_headers(
-    ring: &Keyring,
-    stored: BTreeMap<String, String>,
-) -> ApiResult<BTreeMap<String, String>> {
-    stored
-        .into_iter()
-        .map(|(name, value)| {
-            let value = ring
-                .open_str(Purpose::HeaderValue, &value)
-                .map_err(|e| ApiError::Internal(anyhow::anyhow!("header {name}: {e}")))?;
-            Ok((name, value))
-        })
-        .collect()
-}
-
-/// Header values sealed, as they are stored.
-pub fn seal_headers(
-    ring: &Keyring,
-    headers: &BTreeMap<String, String>,
-) -> BTreeMap<String, String> {
-    headers
-        .iter()
-        .map(|(name, value)| (name.clone(), ring.seal_str(Purpose::HeaderValue, value)))
-        .collect()
+    ring.open_headers(h.0)
+        .map_err(|(name, e)| ApiError::Internal(anyhow::anyhow!("header {name}: {e}")))
 }
 
 /// An endpoint's custom headers as the API shows them: credentials (by name:
@@ -277,7 +251,7 @@ pub async fn store_headers(
     validate::headers("headers", headers).map_err(|e| ApiError::Validation(vec![e]))?;
     sqlx::query("UPDATE herald.endpoint SET headers = $2, updated_at = now() WHERE id = $1")
         .bind(endpoint_id)
-        .bind(Db(seal_headers(ring, headers)))
+        .bind(Db(ring.seal_headers(headers)))
         .execute(pool)
         .await?;
     Ok(())

@@ -17,6 +17,7 @@ pub mod sweep;
 
 use std::{
     borrow::Cow,
+    collections::BTreeMap,
     io::Write,
     os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
@@ -208,7 +209,32 @@ impl Keyring {
         String::from_utf8(opened.into_owned()).map_err(|_| OpenError::Corrupt)
     }
 
-    /// Is `stored` sealed with the current key?
+    /// An endpoint's custom header values, sealed, as they are stored.
+    pub fn seal_headers(&self, headers: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+        headers
+            .iter()
+            .map(|(name, value)| (name.clone(), self.seal_str(Purpose::HeaderValue, value)))
+            .collect()
+    }
+
+    /// Header values as stored, opened; an error names the header it could not open.
+    pub fn open_headers(
+        &self,
+        stored: BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, (String, OpenError)> {
+        stored
+            .into_iter()
+            .map(
+                |(name, value)| match self.open_str(Purpose::HeaderValue, &value) {
+                    Ok(value) => Ok((name, value)),
+                    Err(e) => Err((name, e)),
+                },
+            )
+            .collect()
+    }
+
+    /// Is `stored` sealed with the current key? (The sweep asks the database the same.)
+    #[cfg(test)]
     pub fn is_current(&self, stored: &[u8]) -> bool {
         self.current_prefix()
             .is_some_and(|p| stored.starts_with(p.as_bytes()))
@@ -346,6 +372,28 @@ mod tests {
             ring.open(Purpose::HeaderValue, &altered).map(|_| ()),
             Err(OpenError::Corrupt)
         );
+    }
+
+    #[test]
+    fn header_values_are_sealed_one_by_one_and_an_unreadable_one_is_named() {
+        let (ours, _) = ring();
+        let headers = BTreeMap::from([
+            ("authorization".to_string(), "Bearer t0ken".to_string()),
+            ("x-tenant".to_string(), "acme".to_string()),
+        ]);
+        let stored = ours.seal_headers(&headers);
+        assert_eq!(
+            stored.keys().collect::<Vec<_>>(),
+            headers.keys().collect::<Vec<_>>()
+        );
+        assert!(stored
+            .values()
+            .all(|v| v.starts_with(PREFIX) && !v.contains("acme")));
+        assert_eq!(ours.open_headers(stored.clone()).unwrap(), headers);
+        let (other, _) = ring();
+        let (name, error) = other.open_headers(stored).unwrap_err();
+        assert_eq!(name, "authorization", "the first it could not open");
+        assert!(matches!(error, OpenError::UnknownKey(_)), "{error}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::{string_map::StringMap, Store};
 use crate::{
     delivery::{Destination, Forwarded, Job, JobTrace},
-    keyring::{Keyring, OpenError, Purpose},
+    keyring::{Keyring, Purpose},
     signing::Secret,
 };
 
@@ -273,15 +273,13 @@ fn destination(
         }
     }
     let headers = match StringMap::strict(&headers.0) {
-        Ok(map) => map
-            .0
-            .into_iter()
-            .map(|(name, value)| Ok((name, ring.open_str(Purpose::HeaderValue, &value)?)))
-            .collect::<Result<Vec<_>, OpenError>>()
-            .unwrap_or_else(|e| {
+        Ok(map) => match ring.open_headers(map.0) {
+            Ok(opened) => opened.into_iter().collect(),
+            Err((_, e)) => {
                 defect = Some(format!("a header value of the endpoint is unreadable: {e}"));
                 Vec::new()
-            }),
+            }
+        },
         Err(why) => {
             defect = Some(format!("the endpoint's headers {why}"));
             Vec::new()

@@ -148,7 +148,7 @@ pub async fn insert(
         .bind(&f.event_types)
         .bind(&f.channels)
         .bind(Db(&f.metadata))
-        .bind(Db(crate::api::endpoint_secret::seal_headers(ring, headers)))
+        .bind(Db(ring.seal_headers(headers)))
         .bind(f.ordered)
         .bind(f.ordered_on_dead)
         .fetch_one(&mut *tx)
