@@ -26,26 +26,26 @@ pub enum KeysCommand {
     },
 }
 
-pub fn run(settings: Settings, command: KeysCommand) -> ExitCode {
-    match command {
-        KeysCommand::Generate => {
-            println!("{}", keyring::generate_key());
-            ExitCode::SUCCESS
-        }
-        KeysCommand::Rotate { batch } => {
-            if batch < 1 {
-                eprintln!("herald keys rotate: --batch must be at least 1");
-                return ExitCode::from(2);
-            }
-            super::on_database(settings, true, |settings, _| async move {
-                rotate(&settings, batch).await
-            })
-            .map_or_else(|code| code, super::report)
-        }
-    }
+/// `herald keys generate`: needs no configuration (production refuses to start without a
+/// key, so this must work before there is one).
+pub fn generate() -> ExitCode {
+    println!("{}", keyring::generate_key());
+    ExitCode::SUCCESS
 }
 
-async fn rotate(settings: &Settings, batch: i64) -> anyhow::Result<()> {
+/// `herald keys rotate`.
+pub fn rotate(settings: Settings, batch: i64) -> ExitCode {
+    if batch < 1 {
+        eprintln!("herald keys rotate: --batch must be at least 1");
+        return ExitCode::from(2);
+    }
+    super::on_database(settings, true, |settings, _| async move {
+        reseal(&settings, batch).await
+    })
+    .map_or_else(|code| code, super::report)
+}
+
+async fn reseal(settings: &Settings, batch: i64) -> anyhow::Result<()> {
     let ring = keyring::from_settings(
         settings.encryption.key(),
         &settings.encryption.old_keys,

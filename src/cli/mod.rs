@@ -106,12 +106,10 @@ pub fn run(cli: Cli) -> ExitCode {
         // (No log subscriber: stdout is the token, for scripts.)
         Command::Token(command) => with_settings(|settings| token::run(settings, command)),
         Command::Demo => with_settings(crate::demo::run),
-        // A new key needs no configuration (production refuses to start without one).
-        Command::Keys(keys::KeysCommand::Generate) => {
-            println!("{}", crate::keyring::generate_key());
-            ExitCode::SUCCESS
+        Command::Keys(keys::KeysCommand::Generate) => keys::generate(),
+        Command::Keys(keys::KeysCommand::Rotate { batch }) => {
+            with_settings(|settings| keys::rotate(settings, batch))
         }
-        Command::Keys(command) => with_settings(|settings| keys::run(settings, command)),
         Command::Openapi => match crate::api::document(crate::api::Serving::Api).to_pretty_json() {
             Ok(text) => {
                 println!("{text}");
