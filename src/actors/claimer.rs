@@ -132,10 +132,7 @@ impl Claimer {
             act.claim_token = None;
             match result {
                 Ok(mut claimed) => {
-                    act.config.metrics.record_claim(false, now.elapsed());
-                    if traced {
-                        trace::claimed(false, now.elapsed(), &mut claimed.jobs);
-                    }
+                    act.answered(false, now, &mut claimed.jobs);
                     act.retry.reset();
                     // Due rows were left behind (a batch's worth or more, or the other half of
                     // a short claim): claim again at once rather than wait for a tick. A claim
@@ -162,6 +159,16 @@ impl Claimer {
         }));
     }
 
+    /// A claim started at `started` answered with `jobs`: its time is recorded, the same in
+    /// the metric and (when traced) in the claim's span.
+    fn answered(&self, ordered: bool, started: Instant, jobs: &mut [Job]) {
+        let took = started.elapsed();
+        self.config.metrics.record_claim(ordered, took);
+        if self.config.traces {
+            trace::claimed(ordered, took, jobs);
+        }
+    }
+
     /// Claims the next delivery of each ordered endpoint, beside (not after) the usual
     /// claim, so that neither waits for the other; one such claim at a time.
     fn claim_ordered(&mut self, ctx: &mut Context<Self>, skip: &[String]) {
@@ -184,10 +191,7 @@ impl Claimer {
             act.ordered_claim = None;
             match result {
                 Ok(mut claimed) => {
-                    act.config.metrics.record_claim(true, started.elapsed());
-                    if traced {
-                        trace::claimed(true, started.elapsed(), &mut claimed.jobs);
-                    }
+                    act.answered(true, started, &mut claimed.jobs);
                     // Bounded: a lease that expires unsettled (its outcome never written)
                     // leaves its id here; the set is cleared rather than let it grow.
                     if act.ordered_in_flight.len() > 10_000 {
