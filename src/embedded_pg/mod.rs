@@ -44,10 +44,10 @@ pub fn wanted(settings: &Settings) -> Option<Reason> {
 
 /// The same, with `answers` telling whether something listens at an address.
 fn wanted_if(settings: &Settings, answers: impl Fn(&str) -> bool) -> Option<Reason> {
-    let url = settings.database.url.trim();
-    if url == EMBEDDED {
+    if settings.database.is_embedded() {
         return Some(Reason::Asked);
     }
+    let url = settings.database.url.trim();
     let default_in_development =
         settings.process.environment == Environment::Development && url == DEFAULT_URL;
     (default_in_development && !answers(DEFAULT_ADDRESS)).then_some(Reason::NothingAtTheDefault)
