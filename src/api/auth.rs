@@ -30,19 +30,27 @@ pub async fn require_token(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let (auth, pool, routes) = state(req.request())?;
-    let client = client_address(req.request());
-    // A locked-out address is refused before its token is even read.
-    auth.check_address(client).map_err(refused)?;
-    let presented = bearer(req.headers())?;
-    let principal = auth
-        .authenticate(&pool, client, presented)
-        .await
-        .map_err(refused)?;
+    let principal = principal(req.request(), &auth, &pool).await?;
     if let Principal::Application(grant) = &principal {
         admit(&pool, &routes, grant, req.method(), req.path()).await?;
     }
     req.extensions_mut().insert(principal);
     next.call(req).await
+}
+
+/// Whose token `req` presents. A locked-out address is refused before its token is even
+/// read.
+async fn principal(
+    req: &HttpRequest,
+    auth: &Authenticator,
+    pool: &PgPool,
+) -> Result<Principal, ApiError> {
+    let client = client_address(req);
+    auth.check_address(client).map_err(refused)?;
+    let presented = bearer(req.headers())?;
+    auth.authenticate(pool, client, presented)
+        .await
+        .map_err(refused)
 }
 
 type State = (
@@ -95,14 +103,7 @@ pub fn client_address(req: &HttpRequest) -> IpAddr {
 /// port when metrics have a listener of their own).
 pub async fn operator(req: &HttpRequest) -> Result<(), ApiError> {
     let (auth, pool, _) = state(req)?;
-    let client = client_address(req);
-    auth.check_address(client).map_err(refused)?;
-    let presented = bearer(req.headers())?;
-    match auth
-        .authenticate(&pool, client, presented)
-        .await
-        .map_err(refused)?
-    {
+    match principal(req, &auth, &pool).await? {
         Principal::Operator(_) => Ok(()),
         Principal::Application(grant) => Err(ApiError::Forbidden(format!(
             "this token is limited to application {}; /metrics needs an operator token",
